@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   - virtualenv, install, migrate (SQLite), seed the demo, serve on http://localhost:8000
+#   make test  - virtualenv, install (incl. test tools and the system Chromium), lint, run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test lint venv deps dev-deps chromium clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.deps: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.deps
+
+deps: $(VENV)/.deps
+dev-deps: $(VENV)/.dev-deps
+
+run: deps
+	mkdir -p var
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py demo
+	$(BIN)/python manage.py runserver 0.0.0.0:$(PORT)
+
+chromium:
+	@scripts/ensure-chromium
+
+lint: dev-deps
+	$(BIN)/ruff check .
+
+test: dev-deps chromium lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,69 @@
+"""Startup checks. `verify_stored_secrets` fails closed when stored secrets cannot be decrypted with
+FERNET_KEYS: better to refuse to start than to serve runs that fail one by one, or to overwrite
+rows with a key that cannot read them."""
+
+from __future__ import annotations
+
+from django.core import checks
+from django.db import DatabaseError, connections
+
+from .crypto import DecryptionError, decrypt_json
+
+SAMPLE_ROWS = 200
+
+
+def undecryptable_rows(*, sample: int | None = SAMPLE_ROWS) -> list[str]:
+    """Return `app.Model.field#pk` for stored tokens no configured key opens (newest `sample` per field)."""
+    from .fields import ENCRYPTED_FIELDS
+
+    bad: list[str] = []
+    for field in ENCRYPTED_FIELDS:
+        model = field.model
+        table = model._meta.db_table
+        pk = model._meta.pk.column
+        if table not in connections["default"].introspection.table_names():
+            continue
+        sql = f'SELECT "{pk}", "{field.column}" FROM "{table}" WHERE "{field.column}" IS NOT NULL'
+        if sample:
+            order = "created_at" if any(f.name == "created_at" for f in model._meta.fields) else pk
+            sql += f' ORDER BY "{order}" DESC LIMIT {int(sample)}'
+        with connections["default"].cursor() as cursor:
+            cursor.execute(sql)
+            for row_pk, token in cursor.fetchall():
+                try:
+                    decrypt_json(token)
+                except DecryptionError:
+                    bad.append(f"{model._meta.label}.{field.name}#{row_pk}")
+    return bad
+
+
+def verify_stored_secrets() -> None:
+    """Raise DecryptionError when any sampled secret cannot be decrypted (used at WSGI start)."""
+    try:
+        bad = undecryptable_rows()
+    except DatabaseError:
+        return  # no database yet (before migrate): nothing stored to check
+    if bad:
+        raise DecryptionError(
+            f"{len(bad)} stored secret(s) cannot be decrypted with FERNET_KEYS (first: {bad[0]}). "
+            "Put the old key back in FERNET_KEYS, or run rotate_fernet_keys with both keys."
+        )
+
+
+@checks.register(checks.Tags.security, checks.Tags.database)
+def fernet_keys_open_stored_secrets(app_configs=None, databases=None, **kwargs):
+    # Runs on every management command (runserver, migrate, check), not only with --database:
+    # starting with keys that cannot read the stored secrets must fail at once.
+    try:
+        bad = undecryptable_rows()
+    except DatabaseError:
+        return []
+    if not bad:
+        return []
+    return [
+        checks.Error(
+            f"{len(bad)} stored secret(s) cannot be decrypted with FERNET_KEYS (first: {bad[0]}).",
+            hint="Put the previous key back in FERNET_KEYS (after the new one) and run rotate_fernet_keys.",
+            id="core.E001",
+        )
+    ]

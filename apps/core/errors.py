@@ -1,0 +1,118 @@
+"""One error model: services raise ApplicationError subclasses; every API error leaves as
+`{"error": {"code", "message", "details"}}`. Never a traceback, never a secret."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    code = "bad_request"
+    status = 400
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code:
+            self.code = code
+
+
+class BadRequest(ApplicationError):
+    code, status = "bad_request", 400
+
+
+class Unauthorized(ApplicationError):
+    code, status = "unauthorized", 401
+
+
+class Forbidden(ApplicationError):
+    code, status = "forbidden", 403
+
+
+class NotFound(ApplicationError):
+    code, status = "not_found", 404
+
+
+class Conflict(ApplicationError):
+    code, status = "conflict", 409
+
+
+class RequirementsUnsatisfied(ApplicationError):
+    code, status = "requirements_unsatisfied", 409
+
+
+class PayloadTooLarge(ApplicationError):
+    code, status = "payload_too_large", 413
+
+
+class UnsupportedMediaType(ApplicationError):
+    code, status = "unsupported_media_type", 415
+
+
+class RateLimited(ApplicationError):
+    code, status = "rate_limited", 429
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(code: str, message: str, status: int, details: dict[str, Any] | None = None) -> JsonResponse:
+    """For plain Django views and middleware (outside DRF's exception handling)."""
+    return JsonResponse(error_body(code, message, details), status=status)
+
+
+_DRF_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    """DRF EXCEPTION_HANDLER: map every exception to the envelope; unknown ones to a bare 500."""
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = drf_exceptions.ValidationError(detail)
+    if isinstance(exc, drf_exceptions.APIException):
+        status = exc.status_code
+        code = _DRF_CODES.get(status, "bad_request")
+        if isinstance(exc, drf_exceptions.ValidationError):
+            details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            message = "Invalid request."
+        else:
+            details, message = {}, str(exc.detail)
+        response = Response(error_body(code, message, details), status=status)
+        if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+            response.status_code = 401
+            response.data["error"]["code"] = "unauthorized"
+            response["WWW-Authenticate"] = 'Bearer realm="api"'
+        if getattr(exc, "wait", None):
+            response["Retry-After"] = str(int(exc.wait))
+        return response
+    # Log the type and location only: exception messages can quote request data.
+    logger.error("unhandled %s in %s", type(exc).__name__, context.get("view").__class__.__name__)
+    return Response(error_body("internal_error", "Internal server error."), status=500)

@@ -1,0 +1,61 @@
+"""Routes a request to the platform or to an App by its Host, and validates the host.
+
+- Platform host (PLATFORM_URL's host and its aliases): the platform URLconf; `/apps/<app-id>/...`
+  is the App API for machines without wildcard DNS (the prefix is stripped, so the App URLconf sees
+  the same paths as on the App's own hostname).
+- Any other host must be an App hostname (`<uuid>.<APPS_DOMAIN>` or custom); unknown hosts get 400.
+
+The internal credentials API and the admin exist only in the platform URLconf, so no App host or
+`/apps/<id>/` path can reach them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+
+from apps.core.errors import error_response
+
+from .selectors import app_by_id, app_for_hostname
+
+_APP_PREFIX = re.compile(r"^/apps/(?P<app_id>[0-9a-fA-F-]{36})(?P<rest>/.*)?$")
+
+
+def _platform_hosts() -> set[str]:
+    return {settings.PLATFORM_HOST.lower(), *(h.lower() for h in settings.PLATFORM_HOST_ALIASES)}
+
+
+def _bare_host(request) -> str:
+    host = request.META.get("HTTP_HOST") or request.META.get("SERVER_NAME", "")
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+class AppHostMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        host = _bare_host(request)
+        request.app = None
+        request.app_base_path = ""
+        if host in _platform_hosts():
+            match = _APP_PREFIX.match(request.path_info)
+            if match:
+                app = app_by_id(app_id=match["app_id"])
+                if app is None:
+                    return error_response("not_found", "No App with this ID.", 404)
+                request.app = app
+                request.app_base_path = f"/apps/{app.id}"
+                request.urlconf = settings.APP_HOST_URLCONF
+                request.path_info = match["rest"] or "/"
+            return self.get_response(request)
+        app = app_for_hostname(hostname=host) if host else None
+        if app is None:
+            return error_response("bad_request", "Unknown host.", 400)
+        request.app = app
+        request.urlconf = settings.APP_HOST_URLCONF
+        return self.get_response(request)

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+
+from apps.workflows.models import Requirement
+
+from .models import App, Deployment
+
+
+def _app_queryset() -> QuerySet[App]:
+    return App.objects.select_related(
+        "project__organization", "current_deployment__workflow_version__workflow"
+    )
+
+
+def app_for_hostname(*, hostname: str) -> App | None:
+    """The App served on `hostname`, with its live deployment and version (one query)."""
+    return _app_queryset().filter(hostname=hostname).first()
+
+
+def app_by_id(*, app_id: str) -> App | None:
+    """One query; None for an unknown or malformed ID."""
+    try:
+        uuid.UUID(str(app_id))
+    except ValueError:
+        return None
+    return _app_queryset().filter(id=app_id).first()
+
+
+def deployment_history(*, app: App) -> QuerySet[Deployment]:
+    return app.deployments.select_related("workflow_version").order_by("-created_at")
+
+
+def deployed_requirements(*, app: App) -> list[Requirement]:
+    """Requirements referenced by the App's live version (one indexed query)."""
+    deployment = app.current_deployment
+    if deployment is None:
+        return []
+    return list(
+        Requirement.objects.filter(versions=deployment.workflow_version_id).order_by("name")
+    )

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from apps.accounts.models import Project
+from apps.core.actors import actor_label
+from apps.core.errors import BadRequest, Conflict, NotFound
+from apps.workflows.models import WorkflowVersion
+
+from .models import App, Deployment
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+
+
+def normalize_origins(origins) -> list[str]:
+    """`https://example.com/x` -> `https://example.com`. Raises BadRequest on anything not an origin."""
+    if origins is None:
+        return []
+    if not isinstance(origins, list):
+        raise BadRequest("Invalid App.", details={"allowed_redirect_origins": ["must be a list of origins"]})
+    result = []
+    for origin in origins:
+        parts = urlsplit(str(origin))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadRequest("Invalid App.", details={"allowed_redirect_origins": [f"'{origin}' is not an origin"]})
+        result.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return list(dict.fromkeys(result))
+
+
+def _check_hostname(hostname: str) -> str:
+    hostname = hostname.strip().lower().rstrip(".")
+    platform_hosts = {settings.PLATFORM_HOST.lower(), *(h.lower() for h in settings.PLATFORM_HOST_ALIASES)}
+    if not _HOSTNAME.match(hostname) or hostname in platform_hosts:
+        raise BadRequest("Invalid App.", details={"hostname": ["must be a DNS name not used by the platform"]})
+    return hostname
+
+
+@transaction.atomic
+def app_create(
+    *,
+    project: Project,
+    name: str,
+    access_type: str = App.AccessType.PRIVATE,
+    allowed_redirect_origins: list[str] | None = None,
+    hostname: str | None = None,
+) -> App:
+    """Create an App on `<uuid>.<APPS_DOMAIN>` (or a custom hostname) with a fresh callback signing secret."""
+    name = (name or "").strip()
+    if not name:
+        raise BadRequest("Invalid App.", details={"name": ["this field is required"]})
+    if access_type not in App.AccessType.values:
+        raise BadRequest("Invalid App.", details={"access_type": [f"must be one of {', '.join(App.AccessType.values)}"]})
+    if App.objects.filter(project=project, name=name).exists():
+        raise Conflict("An App with this name already exists in the project.", details={"name": [name]})
+    app_id = uuid.uuid4()
+    hostname = _check_hostname(hostname) if hostname else f"{app_id}.{settings.APPS_DOMAIN}"
+    if App.objects.filter(hostname=hostname).exists():
+        raise Conflict("This hostname is taken.", details={"hostname": [hostname]})
+    try:
+        with transaction.atomic():
+            return App.objects.create(
+                id=app_id, project=project, name=name, hostname=hostname, access_type=access_type,
+                allowed_redirect_origins=normalize_origins(allowed_redirect_origins),
+                callback_signing_secret="whsec_" + secrets.token_urlsafe(32),
+            )
+    except IntegrityError as exc:
+        raise Conflict("An App with this name or hostname already exists.") from exc
+
+
+def app_update(*, app: App, name: str | None = None, access_type: str | None = None,
+               allowed_redirect_origins: list[str] | None = None) -> App:
+    fields = []
+    if name is not None:
+        if not name.strip():
+            raise BadRequest("Invalid App.", details={"name": ["may not be blank"]})
+        app.name = name.strip()
+        fields.append("name")
+    if access_type is not None:
+        if access_type not in App.AccessType.values:
+            raise BadRequest("Invalid App.", details={"access_type": ["must be private or public"]})
+        app.access_type = access_type
+        fields.append("access_type")
+    if allowed_redirect_origins is not None:
+        app.allowed_redirect_origins = normalize_origins(allowed_redirect_origins)
+        fields.append("allowed_redirect_origins")
+    if fields:
+        try:
+            with transaction.atomic():
+                app.save(update_fields=[*fields, "updated_at"])
+        except IntegrityError as exc:
+            raise Conflict("An App with this name already exists in the project.") from exc
+    return app
+
+
+@transaction.atomic
+def deploy(*, app: App, version: WorkflowVersion, actor=None, rolled_back_from: Deployment | None = None) -> Deployment:
+    """Make `version` live on `app`. The previous deployment is superseded; history keeps both."""
+    if version.workflow.project_id != app.project_id:
+        raise NotFound("No such workflow version.")
+    locked = App.objects.select_for_update().get(pk=app.pk)
+    Deployment.objects.filter(app=locked, status=Deployment.Status.ACTIVE).update(status=Deployment.Status.SUPERSEDED)
+    deployment = Deployment.objects.create(
+        app=locked, workflow_version=version, created_by=actor_label(actor), rolled_back_from=rolled_back_from
+    )
+    locked.current_deployment = deployment
+    locked.save(update_fields=["current_deployment", "updated_at"])
+    app.current_deployment = deployment
+    return deployment
+
+
+@transaction.atomic
+def rollback(*, app: App, deployment: Deployment | None = None, actor=None) -> Deployment:
+    """Redeploy the version of `deployment`, or of the one before the current deployment."""
+    current = app.current_deployment
+    if deployment is None:
+        if current is None:
+            raise Conflict("The App has no deployment to roll back.")
+        deployment = (
+            app.deployments.filter(created_at__lt=current.created_at).exclude(pk=current.pk)
+            .select_related("workflow_version__workflow").order_by("-created_at").first()
+        )
+        if deployment is None:
+            raise Conflict("There is no earlier deployment to roll back to.")
+    elif deployment.app_id != app.id:
+        raise NotFound("No such deployment.")
+    return deploy(app=app, version=deployment.workflow_version, actor=actor, rolled_back_from=current)

@@ -1,0 +1,44 @@
+"""The execution engine: pure Python, no Django imports.
+
+It receives a definition, the run input and a CredentialResolver, runs the nodes and returns a RunResult in
+which every secret it resolved is masked. See `executor.execute`.
+"""
+
+from .errors import NodeError, RunCanceled
+from .executor import execute
+from .http_merge import PreparedRequest, prepare_http_request
+from .masking import Masker
+from .netguard import BlockedAddressError, check_url_target, is_forbidden_ip, make_http_client
+from .refs import collect_references
+from .templating import render
+from .types import (
+    CredentialResolver,
+    NodeResult,
+    Resolution,
+    ResolvedConnection,
+    RunContext,
+    RunOptions,
+    RunResult,
+)
+
+__all__ = [
+    "BlockedAddressError",
+    "CredentialResolver",
+    "Masker",
+    "NodeError",
+    "NodeResult",
+    "PreparedRequest",
+    "Resolution",
+    "ResolvedConnection",
+    "RunCanceled",
+    "RunContext",
+    "RunOptions",
+    "RunResult",
+    "check_url_target",
+    "collect_references",
+    "execute",
+    "is_forbidden_ip",
+    "make_http_client",
+    "prepare_http_request",
+    "render",
+]

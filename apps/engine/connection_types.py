@@ -1,0 +1,279 @@
+"""The connection-type registry: which fields each type has, which are secret, how a config is validated.
+
+Pure Python (no Django) so the engine, the services, the admin forms and the API serializers all read
+the same declaration. A type declares its fields once; everything else (forms, write-only API fields,
+masking, definition validation) is derived from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+MASK = "********"
+
+# Names that carry credential material. Used to decide which header/param/data values of an `http`
+# connection are secret, and to refuse such keys inline in a workflow definition.
+SENSITIVE_KEY_RE = re.compile(
+    r"(^authorization$|^proxy-authorization$|^cookie$|^set-cookie$|api[-_]?key|token|secret|passw|"
+    r"^x-auth|^auth$|credential|signature|private[-_]?key)",
+    re.IGNORECASE,
+)
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def is_sensitive_key(name: str) -> bool:
+    return bool(SENSITIVE_KEY_RE.search(str(name)))
+
+
+class ConfigError(ValueError):
+    """A config does not fit its type. `errors` maps field name to a list of messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str  # "string" | "url" | "integer" | "choice" | "mapping" | "list"
+    required: bool = False
+    secret: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    label: str = ""
+    help_text: str = ""
+    # For mappings: the values whose key looks sensitive are secret (write-only, masked).
+    sensitive_values: bool = False
+
+
+@dataclass(frozen=True)
+class ConnectionType:
+    name: str
+    label: str
+    fields: tuple[Field, ...]
+    aliases: tuple[str, ...] = ()
+    # Node types this connection may serve.
+    node_types: tuple[str, ...] = ()
+    # OAuth2 connections are filled by the authorization flow, never typed in by hand.
+    oauth: bool = False
+    extra_checks: tuple = field(default=(), compare=False)
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def secret_field_names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields if f.secret)
+
+
+def _url_ok(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+HTTP = ConnectionType(
+    name="http",
+    label="HTTP",
+    aliases=("dynamiq.connections.Http", "Http"),
+    node_types=("http",),
+    fields=(
+        Field("url", "url", label="Base URL", help_text="Fixes the origin credentials may be sent to."),
+        Field("method", "choice", default="GET", choices=HTTP_METHODS, label="Method"),
+        Field("headers", "mapping", default={}, sensitive_values=True, label="Headers",
+              help_text="Values of credential-like headers (Authorization, X-Api-Key...) are write-only."),
+        Field("params", "mapping", default={}, sensitive_values=True, label="Query parameters"),
+        Field("data", "mapping", default={}, sensitive_values=True, label="Body data"),
+        Field("parameters", "list", default=[], label="Parameters",
+              help_text="Names a node or run input may fill, e.g. account_id for {account_id} in the URL."),
+    ),
+)
+
+HTTP_API_KEY = ConnectionType(
+    name="http_api_key",
+    label="HTTP API key",
+    aliases=("dynamiq.connections.HttpApiKey", "HttpApiKey"),
+    node_types=("http",),
+    fields=(
+        Field("url", "url", required=True, label="Base URL"),
+        Field("api_key", "string", required=True, secret=True, label="API key"),
+        Field("header", "string", default="Authorization", label="Header name"),
+        Field("prefix", "string", default="Bearer ", label="Value prefix"),
+    ),
+)
+
+OPENAI = ConnectionType(
+    name="openai",
+    label="OpenAI-compatible LLM",
+    aliases=("dynamiq.connections.OpenAI", "OpenAI"),
+    node_types=("llm",),
+    fields=(
+        Field("api_key", "string", required=True, secret=True, label="API key"),
+        Field("base_url", "url", default="https://api.openai.com/v1", label="Base URL"),
+        Field("organization", "string", label="Organization"),
+    ),
+)
+
+OAUTH2 = ConnectionType(
+    name="oauth2",
+    label="OAuth2 account",
+    aliases=("dynamiq.connections.OAuth2", "OAuth2"),
+    node_types=("http",),
+    oauth=True,
+    fields=(
+        Field("provider_id", "string", required=True, label="Provider"),
+        Field("url", "url", label="Base URL", help_text="Origin the access token may be sent to."),
+        Field("scopes", "list", default=[], label="Scopes"),
+        Field("access_token", "string", secret=True, label="Access token"),
+        Field("refresh_token", "string", secret=True, label="Refresh token"),
+        Field("expires_at", "integer", label="Expires at (epoch seconds)"),
+        Field("scope", "string", label="Granted scope"),
+        Field("token_type", "string", default="Bearer", label="Token type"),
+    ),
+)
+
+POSTGRESQL = ConnectionType(
+    name="postgresql",
+    label="PostgreSQL",
+    aliases=("dynamiq.connections.PostgreSQL", "PostgreSQL"),
+    node_types=("sql",),
+    fields=(
+        Field("host", "string", required=True, label="Host"),
+        Field("port", "integer", default=5432, label="Port"),
+        Field("database", "string", required=True, label="Database"),
+        Field("user", "string", required=True, label="User"),
+        Field("password", "string", secret=True, default="", label="Password"),
+        Field("sslmode", "choice", default="prefer",
+              choices=("disable", "allow", "prefer", "require", "verify-ca", "verify-full"), label="SSL mode"),
+    ),
+)
+
+REGISTRY: dict[str, ConnectionType] = {t.name: t for t in (HTTP, HTTP_API_KEY, OPENAI, OAUTH2, POSTGRESQL)}
+_ALIASES: dict[str, str] = {
+    key.lower(): t.name for t in REGISTRY.values() for key in (t.name, *t.aliases)
+}
+
+TYPE_CHOICES: tuple[tuple[str, str], ...] = tuple((t.name, t.label) for t in REGISTRY.values())
+
+
+def canonical_type(name: str) -> str:
+    """`dynamiq.connections.Http` -> `http`. Raises ConfigError for an unknown type."""
+    canonical = _ALIASES.get(str(name).strip().lower())
+    if canonical is None:
+        raise ConfigError({"type": [f"Unknown connection type '{name}'. Known: {', '.join(REGISTRY)}."]})
+    return canonical
+
+
+def get_type(name: str) -> ConnectionType:
+    return REGISTRY[canonical_type(name)]
+
+
+def _check_value(f: Field, value: Any) -> tuple[Any, str | None]:
+    if f.kind in ("string", "url"):
+        if not isinstance(value, str):
+            return value, "must be a string"
+        if f.kind == "url" and value and not _url_ok(value):
+            return value, "must be an http(s) URL"
+        return value, None
+    if f.kind == "integer":
+        if isinstance(value, bool):
+            return value, "must be an integer"
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        return (value, None) if isinstance(value, int) else (value, "must be an integer")
+    if f.kind == "choice":
+        if isinstance(value, str) and value.upper() in f.choices:
+            return value.upper(), None
+        if value in f.choices:
+            return value, None
+        return value, f"must be one of {', '.join(f.choices)}"
+    if f.kind == "mapping":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            return value, "must be an object with string keys"
+        return dict(value), None
+    if f.kind == "list":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return value, "must be a list of strings"
+        return list(value), None
+    return value, f"unsupported field kind {f.kind}"
+
+
+def validate_config(type_name: str, config: Any, *, partial_base: Mapping[str, Any] | None = None) -> dict:
+    """Return the normalized config for `type_name` or raise ConfigError with per-field messages.
+
+    `partial_base`: the stored config when updating; secret fields sent blank (or as the mask) keep
+    the stored value, so a form or an API client can edit non-secret fields without re-typing secrets.
+    """
+    ctype = get_type(type_name)
+    if not isinstance(config, Mapping):
+        raise ConfigError({"config": ["must be an object"]})
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(config) - {f.name for f in ctype.fields})
+    if unknown:
+        errors["config"] = [f"unknown field(s) for type {ctype.name}: {', '.join(unknown)}"]
+    result: dict[str, Any] = {}
+    for f in ctype.fields:
+        value = config.get(f.name)
+        if partial_base is not None and f.secret and value in (None, "", MASK):
+            value = partial_base.get(f.name)
+        if partial_base is not None and f.sensitive_values and isinstance(value, Mapping):
+            stored = partial_base.get(f.name) or {}
+            value = {k: (stored.get(k, v) if v == MASK else v) for k, v in value.items()}
+        if value is None or (value == "" and f.kind != "string"):
+            if f.required and not ctype.oauth:
+                errors.setdefault(f.name, []).append("this field is required")
+            elif f.default is not None:
+                result[f.name] = f.default.copy() if isinstance(f.default, (dict, list)) else f.default
+            continue
+        if value == "" and f.required and not ctype.oauth:
+            errors.setdefault(f.name, []).append("this field is required")
+            continue
+        value, problem = _check_value(f, value)
+        if problem:
+            errors.setdefault(f.name, []).append(problem)
+        else:
+            result[f.name] = value
+    if ctype.name == "http":
+        for name in result.get("parameters", []):
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                errors.setdefault("parameters", []).append(f"'{name}' is not a valid parameter name")
+    if ctype.name == "postgresql" and isinstance(result.get("port"), int) and not 0 < result["port"] < 65536:
+        errors.setdefault("port", []).append("must be between 1 and 65535")
+    if errors:
+        raise ConfigError(errors)
+    return result
+
+
+def redact_config(type_name: str, config: Mapping[str, Any]) -> dict:
+    """The config as it may be shown: secret fields (and credential-like mapping values) become MASK."""
+    ctype = get_type(type_name)
+    shown: dict[str, Any] = {}
+    for key, value in config.items():
+        f = ctype.field(key)
+        if f is None:
+            continue
+        if f.secret:
+            shown[key] = MASK if value not in (None, "") else ""
+        elif f.sensitive_values and isinstance(value, Mapping):
+            shown[key] = {k: (MASK if is_sensitive_key(k) else v) for k, v in value.items()}
+        else:
+            shown[key] = value
+    return shown
+
+
+def secret_values(type_name: str, config: Mapping[str, Any]) -> list[str]:
+    """Every secret string in a config: what the engine must mask wherever it could surface."""
+    ctype = get_type(type_name)
+    found: list[str] = []
+    for f in ctype.fields:
+        value = config.get(f.name)
+        if f.secret and isinstance(value, str) and value:
+            found.append(value)
+        elif f.sensitive_values and isinstance(value, Mapping):
+            found.extend(str(v) for k, v in value.items() if is_sensitive_key(k) and v not in (None, ""))
+    return found

@@ -1,0 +1,70 @@
+"""Templates inside workflow definitions: sandboxed Jinja2 over `{input, nodes}`.
+
+Choices:
+- `SandboxedEnvironment`: a definition may be written by any builder and rendered with caller input, so no
+  attribute tricks (`__class__`, `mro`...) and no unsafe callables.
+- Autoescape off: the output goes to JSON bodies, URLs and prompts, not HTML.
+- `StrictUndefined`: a missing variable (`{{ input.questoin }}`) is a node error naming it, instead of a
+  silently empty string sent upstream. Optional input fields are present as None (see the input node), so
+  `{% if input.x %}` and `{{ input.x or "" }}` work for them.
+- A string that is exactly one `{{ expression }}` yields the value itself (object, list, number, None).
+- Compiled templates and expressions are cached by source: definitions are immutable versions, so the same
+  few sources come back run after run.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2.sandbox import SandboxedEnvironment
+
+__all__ = ["TemplateError", "render", "render_string", "env"]
+
+env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+
+# Exactly one expression, with nothing else around it (no second `{{`, no `{%`/`{#` inside).
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}|\{%|\{#).)+)\}\}\s*$", re.DOTALL)
+
+
+@lru_cache(maxsize=2048)
+def _template(source: str):
+    return env.from_string(source)
+
+
+@lru_cache(maxsize=2048)
+def _expression(source: str):
+    return env.compile_expression(source, undefined_to_none=False)
+
+
+@lru_cache(maxsize=4096)
+def _single_expression(source: str) -> str | None:
+    match = _SINGLE_EXPRESSION.match(source)
+    return match.group("expr").strip() if match else None
+
+
+def render_string(source: str, context: dict[str, Any]) -> Any:
+    if "{" not in source:  # fast path: most strings in a config are literals
+        return source
+    expr = _single_expression(source)
+    if expr is not None:
+        value = _expression(expr)(**context)
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()  # raises UndefinedError naming the missing variable
+        return value
+    if "{{" not in source and "{%" not in source and "{#" not in source:
+        return source
+    return _template(source).render(context)
+
+
+def render(value: Any, context: dict[str, Any]) -> Any:
+    """Render strings; walk dicts and lists. Keys are not rendered. Raises jinja2.TemplateError."""
+    if isinstance(value, str):
+        return render_string(value, context)
+    if isinstance(value, dict):
+        return {key: render(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, context) for item in value]
+    return value

@@ -1,0 +1,218 @@
+"""Settings, read from the environment (12-factor) with django-environ.
+
+Development works with no `.env` at all. With DEBUG off, the process refuses to start unless real
+SECRET_KEY, FERNET_KEYS and CREDENTIALS_API_TOKEN are set: the development values below are public.
+"""
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+# Public development values. Never valid with DEBUG off (checked below).
+_DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production-0123456789abcdef"
+_DEV_FERNET_KEY = "ZGV2LWZlcm5ldC1rZXktbmV2ZXItdXNlLWluLXByb2Q="
+_DEV_CREDENTIALS_API_TOKEN = "dev-credentials-api-token"
+
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
+FERNET_KEYS = env.list("FERNET_KEYS", default=[_DEV_FERNET_KEY])
+CREDENTIALS_API_TOKEN = env.str("CREDENTIALS_API_TOKEN", default=_DEV_CREDENTIALS_API_TOKEN)
+
+if not DEBUG:
+    problems = []
+    if SECRET_KEY == _DEV_SECRET_KEY or len(SECRET_KEY) < 50:
+        problems.append("SECRET_KEY (50+ random characters)")
+    if not FERNET_KEYS or _DEV_FERNET_KEY in FERNET_KEYS:
+        problems.append("FERNET_KEYS (comma-separated keys from Fernet.generate_key())")
+    if CREDENTIALS_API_TOKEN == _DEV_CREDENTIALS_API_TOKEN or len(CREDENTIALS_API_TOKEN) < 32:
+        problems.append("CREDENTIALS_API_TOKEN (32+ random characters)")
+    if problems:
+        raise ImproperlyConfigured("DEBUG is off and these are missing or development values: " + "; ".join(problems))
+
+PLATFORM_URL = env.str("PLATFORM_URL", default="http://localhost:8000").rstrip("/")
+PLATFORM_HOST = urlsplit(PLATFORM_URL).hostname or "localhost"
+# Other names the platform answers to (the test client's `testserver`, loopback addresses).
+PLATFORM_HOST_ALIASES = env.list("PLATFORM_HOST_ALIASES", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+APPS_DOMAIN = env.str("APPS_DOMAIN", default="apps.localhost").strip(".").lower()
+
+# Host validation is done by apps.deployments.middleware.AppHostMiddleware, which knows the platform
+# host, every `<uuid>.<APPS_DOMAIN>` name and the custom App hostnames stored in the database; a
+# static list cannot hold the latter. Unknown hosts get a 400 there, before any view runs.
+ALLOWED_HOSTS = ["*"]
+
+ALLOW_PRIVATE_NETWORK_TARGETS = env.bool("ALLOW_PRIVATE_NETWORK_TARGETS", default=False)
+RUNS_EXECUTOR = env.str("RUNS_EXECUTOR", default="thread")
+if RUNS_EXECUTOR not in ("thread", "celery"):
+    raise ImproperlyConfigured("RUNS_EXECUTOR must be 'thread' or 'celery'")
+# When set, workers resolve credentials through the internal API of this URL instead of in process.
+CREDENTIALS_API_URL = env.str("CREDENTIALS_API_URL", default="")
+CALLBACK_RETRY_BASE_SECONDS = env.float("CALLBACK_RETRY_BASE_SECONDS", default=2.0)
+CONNECT_TOKEN_TTL_SECONDS = env.int("CONNECT_TOKEN_TTL_SECONDS", default=24 * 3600)
+SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
+MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+# Serve the demo third-party API (/demo-upstream/) used by `manage.py demo`. On in development.
+DEMO_UPSTREAM_ENABLED = env.bool("DEMO_UPSTREAM_ENABLED", default=DEBUG)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "apps.core",
+    "apps.accounts",
+    "apps.connections",
+    "apps.workflows",
+    "apps.deployments",
+    "apps.connect",
+    "apps.credentials",
+    "apps.runs",
+    *env.list("EXTRA_INSTALLED_APPS", default=[]),
+]
+
+MIDDLEWARE = [
+    "apps.deployments.middleware.AppHostMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+APP_HOST_URLCONF = "config.app_urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock up front so two
+    # workers never deadlock upgrading a read lock; the timeout waits instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Runtime connection platform API",
+    "DESCRIPTION": "Management API (platform host), App-host API, connect API.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Sessions: the hosted connect page keeps its connect token server-side behind this cookie.
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+X_FRAME_OPTIONS = "DENY"
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    if env.bool("BEHIND_TLS_PROXY", default=False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PLATFORM_URL])
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,22 @@
+"""Platform host URLs. App hosts (and /apps/<id>/) use config/app_urls.py instead."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from apps.core import views as core_views
+
+urlpatterns = [
+    path("", core_views.home, name="home"),
+    path("healthz", core_views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("internal/", include("apps.credentials.urls")),
+    path("", include("apps.connect.urls")),
+    path("v1/", include("apps.management.urls")),
+]
+
+if settings.DEMO_UPSTREAM_ENABLED:
+    urlpatterns.append(path("demo-upstream/", include("apps.core.demo_urls")))
+
+handler404 = "apps.core.views.not_found"
+handler500 = "apps.core.views.server_error"

@@ -1,0 +1,11 @@
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+application = get_wsgi_application()
+
+# Fail closed at start when FERNET_KEYS cannot open the stored secrets (gunicorn skips system checks).
+from apps.core.checks import verify_stored_secrets  # noqa: E402
+
+verify_stored_secrets()
