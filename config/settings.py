@@ -48,7 +48,8 @@ APPS_DOMAIN = env.str("APPS_DOMAIN", default="apps.localhost").strip(".").lower(
 # static list cannot hold the latter. Unknown hosts get a 400 there, before any view runs.
 ALLOWED_HOSTS = ["*"]
 
-ALLOW_PRIVATE_NETWORK_TARGETS = env.bool("ALLOW_PRIVATE_NETWORK_TARGETS", default=False)
+# Development default: on (demo upstream and local test servers live on loopback); off in production.
+ALLOW_PRIVATE_NETWORK_TARGETS = env.bool("ALLOW_PRIVATE_NETWORK_TARGETS", default=DEBUG)
 RUNS_EXECUTOR = env.str("RUNS_EXECUTOR", default="thread")
 if RUNS_EXECUTOR not in ("thread", "celery"):
     raise ImproperlyConfigured("RUNS_EXECUTOR must be 'thread' or 'celery'")
