@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import apis
+
+app_name = "credentials"
+
+urlpatterns = [
+    path("v1/credentials/resolve", apis.ResolveApi.as_view(), name="resolve"),
+    path("v1/credentials/unauthorized", apis.UnauthorizedApi.as_view(), name="unauthorized"),
+]

@@ -1,0 +1,42 @@
+"""The system credential (CREDENTIALS_API_TOKEN) for the internal credentials API.
+
+Only `Authorization: Bearer <system token>` counts, compared in constant time. Headers that claim a
+request is internal (X-Internal, X-Forwarded-For, ...) are never read.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+from rest_framework import authentication, exceptions, permissions
+
+from apps.accounts.authentication import bearer_token
+
+
+class SystemPrincipal:
+    is_authenticated = True
+    is_anonymous = False
+
+    def __str__(self) -> str:
+        return "system"
+
+
+class SystemCredentialAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        token = bearer_token(request)
+        if token is None:
+            return None
+        if not hmac.compare_digest(token.encode(), settings.CREDENTIALS_API_TOKEN.encode()):
+            raise exceptions.AuthenticationFailed("Invalid system credential.")
+        return SystemPrincipal(), "system"
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="internal"'
+
+
+class IsSystem(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        if request.auth != "system":
+            raise exceptions.NotAuthenticated("The system credential is required.")
+        return True

@@ -1,0 +1,171 @@
+"""Credential resolution: the only code that decrypts connection configs for runs.
+
+One batched call per run resolves every reference of the version: shared connection IDs (within the
+App's project) and requirement IDs (the connection linked for (App, user_id, requirement), counted only
+when `active`). Constant query count whatever the number of references:
+  1. shared connections of the App's project among the IDs,
+  2. links of (app, user_id) among the requirement IDs, with their connections,
+  3. requirement names/titles, only when something is unsatisfied,
+  4. the audit row.
+OAuth2 tokens within 60 s of expiry are refreshed first (single-flight per connection).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from apps.connect.models import EndUserLink
+from apps.connections.models import Connection
+from apps.engine.types import Resolution, ResolvedConnection
+from apps.workflows.models import Requirement
+
+from .models import CredentialAccess
+
+logger = logging.getLogger(__name__)
+
+REFRESH_MARGIN_SECONDS = 60
+
+
+def _uuids(values: Sequence[Any]) -> list[str]:
+    result = []
+    for value in values:
+        try:
+            result.append(str(uuid.UUID(str(value))))
+        except ValueError:
+            continue
+    return list(dict.fromkeys(result))
+
+
+def _near_expiry(connection: Connection) -> bool:
+    if connection.type != "oauth2":
+        return False
+    expires_at = (connection.config or {}).get("expires_at")
+    return isinstance(expires_at, int) and expires_at - time.time() <= REFRESH_MARGIN_SECONDS
+
+
+def to_resolved_connection(connection: Connection, *, requirement_id: str | None = None) -> ResolvedConnection:
+    return ResolvedConnection(
+        connection_id=str(connection.id),
+        type=connection.type,
+        config=connection.config or {},
+        owner="end_user" if connection.app_id else "project",
+        user_id=connection.user_id or None,
+        requirement_id=requirement_id,
+    )
+
+
+def _load(*, app_id: str, user_id: str | None, connection_ids: list[str], requirement_ids: list[str]):
+    shared = list(Connection.objects.filter(id__in=connection_ids, app__isnull=True, project__apps__id=app_id))
+    links: list[EndUserLink] = []
+    if requirement_ids and user_id:
+        links = list(
+            EndUserLink.objects.filter(app_id=app_id, user_id=user_id, requirement_id__in=requirement_ids)
+            .select_related("connection")
+        )
+    return shared, links
+
+
+def resolve_credentials(
+    *,
+    connection_ids: Sequence[str],
+    requirement_ids: Sequence[str],
+    app_id: str,
+    user_id: str | None,
+    run_id: str | None,
+    requester: str = CredentialAccess.Requester.IN_PROCESS,
+) -> Resolution:
+    """Resolve a run's references. Unsatisfied requirements are reported, never guessed; always audited."""
+    connection_ids, requirement_ids = _uuids(connection_ids), _uuids(requirement_ids)
+    shared, links = _load(app_id=app_id, user_id=user_id, connection_ids=connection_ids, requirement_ids=requirement_ids)
+
+    linked = [link.connection for link in links if link.connection.status == Connection.Status.ACTIVE]
+    stale = [c.id for c in [*shared, *linked] if _near_expiry(c)]
+    if stale:
+        from apps.connections.oauth import refresh_if_needed
+
+        refresh_if_needed(connection_ids=stale)
+        shared, links = _load(
+            app_id=app_id, user_id=user_id, connection_ids=connection_ids, requirement_ids=requirement_ids
+        )
+
+    resolution = Resolution()
+    for connection in shared:
+        resolution.connections[str(connection.id)] = to_resolved_connection(connection)
+    for link in links:
+        if link.connection.status == Connection.Status.ACTIVE:
+            resolution.requirements[str(link.requirement_id)] = to_resolved_connection(
+                link.connection, requirement_id=str(link.requirement_id)
+            )
+    missing_requirements = [rid for rid in requirement_ids if rid not in resolution.requirements]
+    if missing_requirements:
+        by_id = {str(r.id): r for r in Requirement.objects.filter(id__in=missing_requirements)}
+        resolution.unsatisfied = [
+            {"id": rid, "name": by_id[rid].name, "title": by_id[rid].title}
+            for rid in missing_requirements
+            if rid in by_id
+        ]
+    missing_connections = [cid for cid in connection_ids if cid not in resolution.connections]
+
+    outcome = CredentialAccess.Outcome.UNSATISFIED if resolution.unsatisfied else CredentialAccess.Outcome.RESOLVED
+    details: dict[str, Any] = {}
+    if resolution.unsatisfied:
+        details["unsatisfied"] = [u["id"] for u in resolution.unsatisfied]
+    if missing_connections:
+        details["missing_connections"] = missing_connections
+    details["served"] = {
+        "connections": sorted(resolution.connections),
+        "requirements": {rid: c.connection_id for rid, c in resolution.requirements.items()},
+    }
+    CredentialAccess.objects.create(
+        requester=requester, run_id=run_id, app_id=app_id, user_id=user_id or "",
+        connection_ids=connection_ids, requirement_ids=requirement_ids, outcome=outcome, details=details,
+    )
+    return resolution
+
+
+def audit_denied(*, requester: str, reason: str) -> None:
+    """Record a refused call of the internal API (bad or missing system credential)."""
+    CredentialAccess.objects.create(requester=requester, outcome=CredentialAccess.Outcome.DENIED, details={"reason": reason})
+
+
+def handle_unauthorized(*, connection_id: str, requirement_id: str | None, run_id: str | None) -> Connection | None:
+    """The provider answered 401 with this connection.
+
+    OAuth2: one refresh attempt; the refreshed connection is returned for one retry. Otherwise (or if
+    the refresh fails) an end-user connection is marked `unauthorized`, so the status endpoint shows
+    its requirement unsatisfied. Shared connections are left alone: an admin fixes them by rotation.
+    """
+    connection = Connection.objects.filter(id=connection_id).first()
+    if connection is None:
+        return None
+    if connection.type == "oauth2":
+        from apps.connections.oauth import force_refresh
+
+        if force_refresh(connection_id=connection.id):
+            return Connection.objects.get(id=connection.id)
+    if connection.app_id is not None:
+        Connection.objects.filter(id=connection.id).update(status=Connection.Status.UNAUTHORIZED)
+        logger.info("end-user connection %s marked unauthorized after a provider 401 (run %s)", connection.id, run_id)
+    return None
+
+
+class InProcessResolver:
+    """The engine's resolver inside the web tier or a worker that shares the database."""
+
+    requester = CredentialAccess.Requester.IN_PROCESS
+
+    def resolve(self, *, connection_ids, requirement_ids, app_id, user_id, run_id) -> Resolution:
+        return resolve_credentials(
+            connection_ids=connection_ids, requirement_ids=requirement_ids, app_id=app_id,
+            user_id=user_id, run_id=run_id, requester=self.requester,
+        )
+
+    def on_unauthorized(self, *, connection: ResolvedConnection, run_id: str | None) -> ResolvedConnection | None:
+        refreshed = handle_unauthorized(
+            connection_id=connection.connection_id, requirement_id=connection.requirement_id, run_id=run_id
+        )
+        return to_resolved_connection(refreshed, requirement_id=connection.requirement_id) if refreshed else None

@@ -1,0 +1,221 @@
+"""The run path: create a Run, execute the App's deployed version with the engine, persist the result.
+
+A synchronous run touches the database a constant number of times whatever the workflow's size:
+credential resolution (apps.credentials, one batched round), then one INSERT of the finished run and
+one bulk INSERT of its events, in one transaction. Background, async and streaming runs reuse
+`execute_run` with a sink that writes events as they happen.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.errors import BadRequest, Conflict, RequirementsUnsatisfied
+from apps.credentials.services import InProcessResolver
+from apps.deployments.models import App
+from apps.engine import RunContext, RunOptions, RunResult, execute
+from apps.engine.types import CredentialResolver
+
+from .http import http_client
+from .models import Run, RunEvent
+from .requests import RunRequest
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+class EventBuffer:
+    """Collects a run's events in memory with their sequence numbers; written in one bulk INSERT."""
+
+    def __init__(self, run: Run, *, start_sequence: int = 0):
+        self.run = run
+        self.sequence = start_sequence
+        self.events: list[RunEvent] = []
+
+    def emit(self, type: str, data: dict[str, Any]) -> RunEvent:
+        self.sequence += 1
+        event = RunEvent(run=self.run, sequence=self.sequence, type=type, data=data, timestamp=timezone.now())
+        self.events.append(event)
+        return event
+
+    def flush(self) -> None:
+        RunEvent.objects.bulk_create(self.events)
+        self.events = []
+
+
+def default_resolver() -> CredentialResolver:
+    """In process, unless CREDENTIALS_API_URL says this process runs apart from the credentials store."""
+    if settings.CREDENTIALS_API_URL:
+        from apps.credentials.resolvers import HttpResolver
+
+        return HttpResolver(base_url=settings.CREDENTIALS_API_URL, token=settings.CREDENTIALS_API_TOKEN)
+    return InProcessResolver()
+
+
+def _node_summary(result: RunResult) -> dict[str, dict[str, Any]]:
+    """What a Run keeps per node: status, error, credential provenance (IDs only, never a value)."""
+    summary = {}
+    for node_id, node in result.nodes.items():
+        entry: dict[str, Any] = {"status": node.status}
+        if node.error:
+            entry["error"] = node.error
+        if node.connection:
+            entry["connection"] = node.connection
+        if node.duration_ms is not None:
+            entry["duration_ms"] = round(node.duration_ms, 3)
+        summary[node_id] = entry
+    return summary
+
+
+def terminal_event_data(run: Run) -> dict[str, Any]:
+    data: dict[str, Any] = {"status": run.status}
+    if run.status == Run.Status.COMPLETED:
+        data["output"] = run.output
+    elif run.error:
+        data["error"] = run.error
+    return data
+
+
+def execute_run(
+    *,
+    run: Run,
+    emit: Callable[[str, dict[str, Any]], Any],
+    resolver: CredentialResolver | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    files: list[dict[str, Any]] | None = None,
+) -> RunResult:
+    """Execute `run` (status `started`) with the engine and copy the masked result onto it (unsaved)."""
+    result = execute(
+        definition=run.workflow_version.definition,
+        run_input=run.input,
+        resolver=resolver or default_resolver(),
+        context=RunContext(app_id=str(run.app_id), user_id=run.user_id or None, run_id=str(run.id), files=files or []),
+        options=RunOptions(
+            error_on_node_failure=bool(run.options.get("error_on_node_failure")),
+            last_node_output=bool(run.options.get("last_node_output")),
+            stream=bool(run.options.get("stream")),
+        ),
+        http_client=http_client(),
+        on_event=emit,
+        is_canceled=is_canceled,
+        allow_private_network=settings.ALLOW_PRIVATE_NETWORK_TARGETS,
+    )
+    run.status = {"completed": Run.Status.COMPLETED, "failed": Run.Status.FAILED, "canceled": Run.Status.CANCELED}[
+        result.status
+    ]
+    run.output = result.output if result.status == "completed" else None
+    run.error = result.error
+    run.nodes = _node_summary(result)
+    run.ended_at = timezone.now()
+    return result
+
+
+def idempotent_run(*, app: App, key: str) -> Run | None:
+    """The run started with `key` within 24 h, if any. An older holder of the key lets go of it."""
+    if not key:
+        return None
+    existing = Run.objects.filter(app=app, idempotency_key=key).first()
+    if existing is None:
+        return None
+    if existing.created_at >= timezone.now() - IDEMPOTENCY_WINDOW:
+        return existing
+    Run.objects.filter(pk=existing.pk).update(idempotency_key="")
+    return None
+
+
+def new_run(*, app: App, request: RunRequest) -> Run:
+    """An unsaved Run for the App's live deployment."""
+    deployment = app.current_deployment
+    if deployment is None:
+        raise Conflict("The App has no deployed workflow version.")
+    if len(request.idempotency_key) > 255:
+        raise BadRequest("Invalid Idempotency-Key.", details={"Idempotency-Key": ["at most 255 characters"]})
+    return Run(
+        id=uuid.uuid4(), app=app, deployment=deployment, workflow_version=deployment.workflow_version,
+        user_id=request.user_id, session_id=request.session_id, input=request.input, mode=request.mode,
+        options=request.options, file_ids=request.file_ids, idempotency_key=request.idempotency_key,
+        created_at=timezone.now(),
+    )
+
+
+def raise_for_rejected(run: Run, result: RunResult) -> None:
+    """Map a run the engine refused before any node ran to the API error it stands for."""
+    code = (result.error or {}).get("code")
+    if code == "invalid_input":
+        raise BadRequest("The input does not match the workflow's input fields.", details={"input": result.error["details"]})
+    if code == "requirements_unsatisfied":
+        raise RequirementsUnsatisfied(
+            "Some connections this workflow needs are not linked for this user. Mint a connect token and send "
+            "the user to the hosted connect page.",
+            details={**result.error["details"], "run_id": str(run.id)},
+        )
+
+
+def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | None = None) -> tuple[Run, bool]:
+    """Run to completion in this request. Returns (run, replayed): replayed when the Idempotency-Key matched."""
+    existing = idempotent_run(app=app, key=request.idempotency_key)
+    if existing is not None:
+        return existing, True
+    run = new_run(app=app, request=request)
+    run.status = Run.Status.STARTED
+    run.started_at = timezone.now()
+    run.attempts = 1
+    buffer = EventBuffer(run)
+    buffer.emit("run.created", {"mode": run.mode})
+    buffer.emit("run.started", {})
+    result = execute_run(run=run, emit=buffer.emit, resolver=resolver)
+    if (result.error or {}).get("code") == "invalid_input":
+        raise_for_rejected(run, result)  # a bad request is not a run: nothing is stored
+    buffer.emit(f"run.{run.status}", terminal_event_data(run))
+    try:
+        with transaction.atomic():
+            run.save(force_insert=True)
+            buffer.flush()
+    except IntegrityError:
+        # Two requests with the same Idempotency-Key raced; the other one's run stands.
+        existing = idempotent_run(app=app, key=request.idempotency_key)
+        if existing is None:
+            raise
+        return existing, True
+    raise_for_rejected(run, result)
+    return run, False
+
+
+def serialize_run(run: Run) -> dict[str, Any]:
+    return {
+        "id": str(run.id),
+        "app_id": str(run.app_id),
+        "status": run.status,
+        "input": run.input,
+        "output": run.output,
+        "error": run.error,
+        "user_id": run.user_id or None,
+        "session_id": run.session_id or None,
+        "created_at": _rfc3339(run.created_at),
+        "started_at": _rfc3339(run.started_at),
+        "ended_at": _rfc3339(run.ended_at),
+        "nodes": run.nodes,
+    }
+
+
+def serialize_event(event: RunEvent) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "type": event.type,
+        "sequence": event.sequence,
+        "timestamp": _rfc3339(event.timestamp),
+        "data": event.data,
+    }
+
+
+def _rfc3339(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
