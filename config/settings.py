@@ -179,6 +179,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Reads the platform host and the App-host API into one document (App host as its own server).
+    "DEFAULT_GENERATOR_CLASS": "apps.management.schema.PlatformSchemaGenerator",
 }
 
 # Sessions: the hosted connect page keeps its connect token server-side behind this cookie.
@@ -221,5 +223,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # httpx logs every request URL (query string included) at INFO: a connection's query
+        # parameters can hold credentials, so only warnings from the HTTP stack reach the logs.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }

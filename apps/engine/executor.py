@@ -226,7 +226,8 @@ def execute(
             with ctx_lock:
                 template_ctx = {"input": run.input_value, "nodes": dict(nodes_ctx)}
             env = NodeEnv(node=node, context=template_ctx, connection=connection_for(node), run=run)
-            output = run.masker.mask(RUNNERS[node_type](env))
+            raw_output = RUNNERS[node_type](env)
+            output = run.masker.mask(raw_output)  # read run.masker after: a 401 retry may have extended it
         except RunCanceled:
             raise
         except Exception as exc:  # every node problem becomes a failure, never a traceback

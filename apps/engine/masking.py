@@ -46,6 +46,7 @@ def connection_secrets(connection: ResolvedConnection) -> list[str]:
     if connection.type == "http_api_key":
         api_key = connection.config.get("api_key")
         prefix = connection.config.get("prefix")
+        prefix = "Bearer " if prefix is None else prefix  # the default http_merge applies
         if api_key and prefix:
             found.append(f"{prefix}{api_key}")
     return found

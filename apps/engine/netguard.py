@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpcore
@@ -204,15 +204,19 @@ def make_http_client(
     )
 
 
-def check_url_target(url: str, *, allow_private: bool, schemes: Iterable[str] = ("http", "https")) -> None:
-    """Raise BlockedAddressError (or ValueError for a malformed URL) unless `url` targets a public address.
+def check_url_target(url: str, *, allow_private: bool, require_https: bool = True) -> None:
+    """Raise unless `url` may be called later: ValueError for a malformed URL or a plain-http one (when
+    `require_https` and private targets are not allowed), BlockedAddressError for a non-public target.
 
     For validating URLs stored for later (callbacks). The request itself must still go through a guarded
-    client: DNS may answer differently at delivery time.
+    client: DNS may answer differently at delivery time. `allow_private` (development and tests) lifts both
+    the HTTPS rule and the address rule.
     """
     parts = urlsplit(str(url))
-    if parts.scheme not in tuple(schemes) or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("URL must be an absolute http(s) URL")
+    if require_https and not allow_private and parts.scheme != "https":
+        raise ValueError("URL must use https")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:

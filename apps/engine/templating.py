@@ -42,7 +42,15 @@ def _expression(source: str):
 @lru_cache(maxsize=4096)
 def _single_expression(source: str) -> str | None:
     match = _SINGLE_EXPRESSION.match(source)
-    return match.group("expr").strip() if match else None
+    if not match:
+        return None
+    expr = match.group("expr")
+    # Whitespace control (`{{- x -}}`) is a marker glued to the braces, not part of the expression.
+    if expr[:1] in "-+":
+        expr = expr[1:]
+    if expr[-1:] in "-+":
+        expr = expr[:-1]
+    return expr.strip() or None
 
 
 def render_string(source: str, context: dict[str, Any]) -> Any:

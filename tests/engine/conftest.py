@@ -145,7 +145,7 @@ def _serve(handler) -> Iterator[ThreadingHTTPServer]:
     server.requests = []
     server.delay = 0.0
     server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server

@@ -107,7 +107,7 @@ def test_without_a_connection_the_input_url_is_allowed():
 
 def test_run_input_cannot_override_secret_fields_of_an_http_connection():
     req = prep(
-        config={"headers": {"authorization": "Bearer from-config"}},
+        config={"method": "POST", "headers": {"authorization": "Bearer from-config"}},
         inputs={"headers": {"AUTHORIZATION": "Bearer attacker"}, "params": {"api_token": "attacker"},
                 "data": {"password": "attacker"}},
     )
@@ -115,6 +115,12 @@ def test_run_input_cannot_override_secret_fields_of_an_http_connection():
     assert auth == ["Basic c2VjcmV0"]
     assert req.params["api_token"] == "tok-secret"
     assert req.json["password"] == "pw-secret"
+
+
+def test_a_layer_cannot_drop_a_secret_key_of_the_connection():
+    req = prep(inputs={"headers": {"Authorization": None}, "params": {"api_token": None}})
+    assert req.headers["Authorization"] == "Basic c2VjcmV0"
+    assert req.params["api_token"] == "tok-secret"
 
 
 def test_the_api_key_header_is_applied_last():
@@ -138,7 +144,8 @@ def test_the_oauth2_token_is_applied_last():
 
 def test_declared_parameters_fill_url_placeholders_quoted():
     templated = conn("c7", "http", url="https://api.example.com/accounts/{account_id}/items", parameters=["account_id"])
-    req = prep(connection=templated, config={"parameters": {"account_id": "1"}}, inputs={"parameters": {"account_id": 42}})
+    req = prep(connection=templated, config={"parameters": {"account_id": "1"}},
+               inputs={"parameters": {"account_id": 42}})
     assert req.url == "https://api.example.com/accounts/42/items"
     req = prep(connection=templated, inputs={"parameters": {"account_id": "../../admin?x=1#"}})
     assert req.url == "https://api.example.com/accounts/..%2F..%2Fadmin%3Fx%3D1%23/items"

@@ -4,6 +4,7 @@ a non-loopback address (the guard refuses first; the assertion is that it did)."
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -64,7 +65,15 @@ def test_it_refuses_private_and_special_targets_before_connecting(guarded_client
 @pytest.mark.parametrize("url", FORBIDDEN_URLS)
 def test_check_url_target_refuses_the_same_targets(url):
     with pytest.raises(BlockedAddressError):
-        check_url_target(url, allow_private=False)
+        check_url_target(url.replace("http://", "https://"), allow_private=False)
+    with pytest.raises(BlockedAddressError):
+        check_url_target(url, allow_private=False, require_https=False)
+
+
+def test_check_url_target_requires_https_unless_private_targets_are_allowed(echo_server):
+    with pytest.raises(ValueError, match="https"):
+        check_url_target("http://example.com/hook", allow_private=False)
+    check_url_target(echo_server.base_url + "/hook", allow_private=True)
 
 
 def test_blocked_address_error_is_an_httpx_transport_error(guarded_client):
@@ -176,5 +185,6 @@ def test_check_url_target_refuses_malformed_urls():
 
 def test_the_engine_package_imports_no_django():
     code = "import sys, apps.engine, apps.engine.executor; print(any(m.startswith('django') for m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"

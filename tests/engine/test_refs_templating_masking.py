@@ -45,6 +45,9 @@ CTX = {"input": {"q": "hi", "n": 3, "obj": {"a": [1, 2]}}, "nodes": {"x": {"outp
     ("no template here", "no template here"),
     ("{not a template}", "{not a template}"),
     ("{{ input.q | upper }}", "HI"),
+    ("{{- input.obj -}}", {"a": [1, 2]}),
+    ("{{ -input.n }}", -3),
+    ("{{ input.q }}-{{ input.q }}", "hi-hi"),
 ])
 def test_it_renders_strings_and_native_values(template, expected):
     assert render(template, CTX) == expected
