@@ -36,7 +36,8 @@ class SystemCredentialAuthentication(authentication.BaseAuthentication):
 
 
 class IsSystem(permissions.BasePermission):
+    message = "The system credential is required."
+
     def has_permission(self, request, view) -> bool:
-        if request.auth != "system":
-            raise exceptions.NotAuthenticated("The system credential is required.")
-        return True
+        # False (not an exception) so the view's permission_denied runs: it audits the refusal.
+        return request.auth == "system"

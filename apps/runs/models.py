@@ -45,7 +45,12 @@ class Run(models.Model):
     file_ids = models.JSONField(default=list, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Execution attempts: incremented by every claim. An attempt ends the run only while it still holds the
+    # claim (status `started` and this attempt number), so a run ends exactly once.
     attempts = models.PositiveIntegerField(default=0)
+    # Refreshed by the process executing the run (every RUNS_LEASE_SECONDS / 3); a `started` run whose
+    # heartbeat is older than the lease is taken to be orphaned (its process died) and may be claimed again.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -116,6 +121,8 @@ class File(models.Model):
 
 
 class CallbackDelivery(models.Model):
+    """One callback URL of an async run: delivered once, retried with backoff, or dead."""
+
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         RETRYING = "retrying", "Retrying"
@@ -132,7 +139,10 @@ class CallbackDelivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # The JSON body, fixed at the first attempt: every retry sends these exact bytes (masked run output).
+    body = models.TextField(blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -143,6 +153,11 @@ class CallbackDelivery(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "retrying", "delivered", "dead"]),
                 name="callbackdelivery_status_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status__in=["pending", "retrying"]), name="callback_pending_idx"
             ),
         ]
 

@@ -94,11 +94,12 @@ class _CallbackSerializer(serializers.Serializer):
     auth = _CallbackAuthSerializer(required=False)
     metadata = serializers.JSONField(required=False)
 
-    def validate(self, attrs):
-        unknown = set(self.initial_data) - {"url", "auth", "metadata"} if isinstance(self.initial_data, dict) else set()
-        if unknown:
-            raise serializers.ValidationError({k: ["unknown field"] for k in sorted(unknown)})
-        return attrs
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - {"url", "auth", "metadata"})
+            if unknown:
+                raise serializers.ValidationError({k: ["unknown field"] for k in unknown})
+        return super().to_internal_value(data)
 
 
 class _InvokeSerializer(_Base):
