@@ -51,6 +51,12 @@ class RequirementsUnsatisfied(ApplicationError):
     code, status = "requirements_unsatisfied", 409
 
 
+class NodeFailed(ApplicationError):
+    """A node failed in a run that asked for `error_on_node_failure`: the upstream side failed, not the caller."""
+
+    code, status = "node_failed", 502
+
+
 class PayloadTooLarge(ApplicationError):
     code, status = "payload_too_large", 413
 

@@ -2,8 +2,9 @@
 
 A synchronous run touches the database a constant number of times whatever the workflow's size:
 credential resolution (apps.credentials, one batched round), then one INSERT of the finished run and
-one bulk INSERT of its events, in one transaction. Background, async and streaming runs reuse
-`execute_run` with a sink that writes events as they happen.
+one bulk INSERT of its events, in one transaction. Background, async and streaming runs are accepted
+by `run_accept` (persisted `created` before anything executes them) and executed by apps.runs.worker,
+which reuses `execute_run` with a sink that writes events as they happen.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.errors import BadRequest, Conflict, RequirementsUnsatisfied
+from apps.core.errors import BadRequest, Conflict, NodeFailed, RequirementsUnsatisfied
 from apps.credentials.services import InProcessResolver
 from apps.deployments.models import App
 from apps.engine import RunContext, RunOptions, RunResult, execute
+from apps.engine.nodes import validate_input
 from apps.engine.types import CredentialResolver
 
 from .http import http_client
@@ -94,6 +96,10 @@ def execute_run(
     files: list[dict[str, Any]] | None = None,
 ) -> RunResult:
     """Execute `run` (status `started`) with the engine and copy the masked result onto it (unsaved)."""
+    if files is None and run.file_ids:
+        from .files import file_descriptors
+
+        files = file_descriptors(app_id=run.app_id, file_ids=run.file_ids)
     result = execute(
         definition=run.workflow_version.definition,
         run_input=run.input,
@@ -148,7 +154,7 @@ def new_run(*, app: App, request: RunRequest) -> Run:
 
 
 def raise_for_rejected(run: Run, result: RunResult) -> None:
-    """Map a run the engine refused before any node ran to the API error it stands for."""
+    """Map a run the engine refused, or failed on request (`error_on_node_failure`), to its API error."""
     code = (result.error or {}).get("code")
     if code == "invalid_input":
         raise BadRequest("The input does not match the workflow's input fields.", details={"input": result.error["details"]})
@@ -158,6 +164,8 @@ def raise_for_rejected(run: Run, result: RunResult) -> None:
             "the user to the hosted connect page.",
             details={**result.error["details"], "run_id": str(run.id)},
         )
+    if code == "node_failed":
+        raise NodeFailed(result.error["message"], details={**result.error["details"], "run_id": str(run.id)})
 
 
 def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | None = None) -> tuple[Run, bool]:
@@ -187,6 +195,49 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
             raise
         return existing, True
     raise_for_rejected(run, result)
+    return run, False
+
+
+def check_input(*, app: App, run_input: dict[str, Any]) -> None:
+    """Refuse input that does not fit the deployed version's input node before a run is accepted for later
+    execution (a synchronous run gets the same answer from the engine)."""
+    deployment = app.current_deployment
+    if deployment is None:
+        raise Conflict("The App has no deployed workflow version.")
+    nodes = (deployment.workflow_version.definition or {}).get("nodes") or []
+    fields = next((n.get("fields") for n in nodes if isinstance(n, dict) and n.get("type") == "input"), None)
+    _, errors = validate_input(fields, run_input)
+    if errors:
+        raise BadRequest("The input does not match the workflow's input fields.", details={"input": errors})
+
+
+def run_accept(*, app: App, request: RunRequest) -> tuple[Run, bool]:
+    """Persist a run for later execution: status `created`, event `run.created`, callback deliveries, in one
+    transaction. Returns (run, replayed): replayed when the Idempotency-Key matched a run of the last 24 h.
+    The caller queues it (`transaction.on_commit`) or executes it itself (stream)."""
+    from .callbacks import deliveries_create
+
+    existing = idempotent_run(app=app, key=request.idempotency_key)
+    if existing is not None:
+        return existing, True
+    check_input(app=app, run_input=request.input)
+    run = new_run(app=app, request=request)
+    try:
+        with transaction.atomic():
+            run.save(force_insert=True)
+            RunEvent.objects.create(run=run, sequence=1, type="run.created",
+                                    data={"mode": run.mode, "run_id": str(run.id)}, timestamp=run.created_at)
+            if request.callbacks:
+                deliveries_create(run=run, callbacks=request.callbacks)
+            if run.mode in (Run.Mode.BACKGROUND, Run.Mode.ASYNC):
+                from .executors import enqueue_run
+
+                transaction.on_commit(lambda: enqueue_run(run.id))
+    except IntegrityError:
+        existing = idempotent_run(app=app, key=request.idempotency_key)
+        if existing is None:
+            raise
+        return existing, True
     return run, False
 
 
