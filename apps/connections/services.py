@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -20,6 +21,12 @@ def _validated(type_name: str, config: Any, *, base: dict | None = None) -> dict
         return connection_types.validate_config(type_name, config, partial_base=base)
     except ConfigError as exc:
         raise BadRequest("Invalid connection config.", details={"config": exc.errors}) from exc
+
+
+def _require_object(config: Any) -> None:
+    # Checked up front: the oauth2 paths spread `config` into a dict before the type's own validation.
+    if not isinstance(config, Mapping):
+        raise BadRequest("Invalid connection config.", details={"config": {"config": ["must be an object"]}})
 
 
 def _record_change(*, connection: Connection, before: dict, after: dict, actor) -> None:
@@ -47,6 +54,7 @@ def connection_create(
     name = (name or "").strip()
     if not name:
         raise BadRequest("Invalid connection.", details={"name": ["this field is required"]})
+    _require_object(config)
     if canonical == "oauth2":
         provider = provider or _provider_from_config(project=project, config=config)
         config = {**config, "provider_id": str(provider.id)}
@@ -82,6 +90,7 @@ def connection_update_config(*, connection: Connection, config: dict, actor=None
 
     The history entry records who, when, which fields and a keyed fingerprint: never a value.
     """
+    _require_object(config)
     locked = Connection.objects.select_for_update().get(pk=connection.pk)
     before = locked.config or {}
     if locked.type == "oauth2":

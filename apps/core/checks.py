@@ -4,6 +4,8 @@ rows with a key that cannot read them."""
 
 from __future__ import annotations
 
+from cryptography.fernet import Fernet
+from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError, connections
 
@@ -33,7 +35,8 @@ def undecryptable_rows(*, sample: int | None = SAMPLE_ROWS) -> list[str]:
                 try:
                     decrypt_json(token)
                 except DecryptionError:
-                    bad.append(f"{model._meta.label}.{field.name}#{row_pk}")
+                    # to_python: SQLite hands UUIDs back as 32 hex digits; show the ID as the app does.
+                    bad.append(f"{model._meta.label}.{field.name}#{model._meta.pk.to_python(row_pk)}")
     return bad
 
 
@@ -50,10 +53,35 @@ def verify_stored_secrets() -> None:
         )
 
 
+def invalid_fernet_keys() -> list[str]:
+    """Problems with the FERNET_KEYS setting itself, naming positions only (never a key)."""
+    keys = list(getattr(settings, "FERNET_KEYS", None) or [])
+    if not keys:
+        return ["FERNET_KEYS is empty."]
+    problems = []
+    for index, key in enumerate(keys):
+        try:
+            Fernet(key.encode() if isinstance(key, str) else key)
+        except (ValueError, TypeError):
+            problems.append(f"FERNET_KEYS entry {index + 1} of {len(keys)} is not a valid Fernet key.")
+    return problems
+
+
+@checks.register(checks.Tags.security)
+def fernet_keys_valid(app_configs=None, **kwargs):
+    return [
+        checks.Error(problem, hint="Each key is the urlsafe base64 of 32 bytes, as Fernet.generate_key() makes.",
+                     id="core.E002")
+        for problem in invalid_fernet_keys()
+    ]
+
+
 @checks.register(checks.Tags.security, checks.Tags.database)
 def fernet_keys_open_stored_secrets(app_configs=None, databases=None, **kwargs):
     # Runs on every management command (runserver, migrate, check), not only with --database:
     # starting with keys that cannot read the stored secrets must fail at once.
+    if invalid_fernet_keys():
+        return []  # reported by core.E002; no key list to try
     try:
         bad = undecryptable_rows()
     except DatabaseError:

@@ -14,6 +14,7 @@ from django.db import models
 
 from .crypto import decrypt_json, encrypt_json
 
+# The encrypted fields of the project's real models (what rotate_fernet_keys and the startup check walk).
 ENCRYPTED_FIELDS: list[models.Field] = []
 
 
@@ -22,7 +23,12 @@ class EncryptedJSONField(models.TextField):
 
     def contribute_to_class(self, cls, name, private_only=False):
         super().contribute_to_class(cls, name, private_only=private_only)
-        if not cls._meta.abstract:
+        # Migrations render historical models (module "__fake__", e.g. `NewApp` while SQLite remakes a
+        # table) that call this too: registering them would grow the list on every migrate and point
+        # the startup check and rotate_fernet_keys at tables that do not exist.
+        if cls._meta.abstract or cls.__module__ == "__fake__":
+            return
+        if not any(f.model._meta.label == cls._meta.label and f.name == name for f in ENCRYPTED_FIELDS):
             ENCRYPTED_FIELDS.append(self)
 
     def from_db_value(self, value: str | None, expression, connection) -> Any:

@@ -51,15 +51,20 @@ def _scan_inline_credentials(config: Any, path: str, errors: _Errors) -> None:
         for key, value in config.items():
             sub = f"{path}.{key}"
             if key in REQUEST_MAPPINGS and isinstance(value, Mapping):
-                for inner_key in value:
+                # Headers/params/data: the broader rule. One message per offending key (the narrower
+                # config rule below would otherwise report `Authorization` a second time).
+                for inner_key, inner_value in value.items():
                     if connection_types.is_sensitive_key(inner_key):
                         errors.add(
                             f"{sub}.{inner_key}",
                             f"'{inner_key}' carries credentials; store it in a Connection and reference it.",
                         )
+                    else:
+                        _scan_inline_credentials(inner_value, f"{sub}.{inner_key}", errors)
             elif SECRET_CONFIG_KEY.match(str(key)):
                 errors.add(sub, f"'{key}' looks like a credential; store it in a Connection and reference it.")
-            _scan_inline_credentials(value, sub, errors)
+            else:
+                _scan_inline_credentials(value, sub, errors)
     elif isinstance(config, list):
         for index, item in enumerate(config):
             _scan_inline_credentials(item, f"{path}.{index}", errors)
@@ -72,6 +77,8 @@ def _check_graph(nodes: list[dict], errors: _Errors) -> None:
         deps = node.get("depends_on", [])
         if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
             errors.add(f"nodes.{index}.depends_on", "must be a list of node IDs")
+            if isinstance(node.get("id"), str):
+                edges[node["id"]] = []  # still a node others may depend on
             continue
         for dep in deps:
             if dep not in ids:
@@ -96,8 +103,15 @@ def _check_graph(nodes: list[dict], errors: _Errors) -> None:
             if indegree[child] == 0:
                 ready.append(child)
     if seen < len(edges):
-        cyclic = sorted(n for n, d in indegree.items() if d > 0)
-        errors.add("nodes", f"depends_on forms a cycle through: {', '.join(cyclic)}")
+        # Left over: the cycles and whatever depends on them. Peel off nodes nothing left depends on,
+        # so the message names the cycle, not every node downstream of it.
+        left = {n for n, d in indegree.items() if d > 0}
+        while True:
+            leaves = {n for n in left if not any(child in left for child in dependants[n])}
+            if not leaves:
+                break
+            left -= leaves
+        errors.add("nodes", f"depends_on forms a cycle through: {', '.join(sorted(left))}")
 
 
 def validate_definition(*, definition: Any, project: Project, workflow) -> ValidatedDefinition:
