@@ -56,6 +56,14 @@ if RUNS_EXECUTOR not in ("thread", "celery"):
 # When set, workers resolve credentials through the internal API of this URL instead of in process.
 CREDENTIALS_API_URL = env.str("CREDENTIALS_API_URL", default="")
 CALLBACK_RETRY_BASE_SECONDS = env.float("CALLBACK_RETRY_BASE_SECONDS", default=2.0)
+CALLBACK_MAX_ATTEMPTS = env.int("CALLBACK_MAX_ATTEMPTS", default=6)
+# Thread executor: background/async runs per web process at once.
+RUNS_THREAD_WORKERS = env.int("RUNS_THREAD_WORKERS", default=4)
+# A `started` run whose process stopped refreshing its heartbeat for this long is orphaned and redone.
+RUNS_LEASE_SECONDS = env.float("RUNS_LEASE_SECONDS", default=30.0)
+# Thread executor: pick up runs left `created`/`started` when a server process starts (on its first
+# request). Unset = automatic (runserver, gunicorn); true/false forces it for other servers.
+RUNS_RECOVER_ON_START = env.bool("RUNS_RECOVER_ON_START", default=None)
 CONNECT_TOKEN_TTL_SECONDS = env.int("CONNECT_TOKEN_TTL_SECONDS", default=24 * 3600)
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
@@ -180,6 +188,13 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Reads the platform host and the App-host API into one document (App host as its own server).
     "DEFAULT_GENERATOR_CLASS": "apps.management.schema.PlatformSchemaGenerator",
+    # Several models have a `status`; name each choice set instead of a hash-suffixed `Status...Enum`.
+    "ENUM_NAME_OVERRIDES": {
+        "ConnectionStatusEnum": "apps.connections.models.Connection.Status",
+        "ConnectionOwnerEnum": "apps.connections.models.Connection.Owner",
+        "DeploymentStatusEnum": "apps.deployments.models.Deployment.Status",
+        "AppAccessTypeEnum": "apps.deployments.models.App.AccessType",
+    },
 }
 
 # Sessions: the hosted connect page keeps its connect token server-side behind this cookie.
@@ -188,7 +203,9 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_REFERRER_POLICY = "no-referrer"
+# same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on form posts and Django's CSRF
+# check refuses the admin login. The connect pages set no-referrer themselves (apps/connect).
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
@@ -213,6 +230,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+# Redis redelivers a message not acked within this time (a killed worker's run). Keep it above the
+# longest run: a run still executing when its message is redelivered waits for its lease (see RUNS_LEASE_SECONDS).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

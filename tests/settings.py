@@ -3,5 +3,24 @@
 from config.settings import *  # noqa: F403
 from config.settings import INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS]
+INSTALLED_APPS = [*INSTALLED_APPS, "oauth2_provider", "tests.oauth_provider"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+
+# A real OAuth2 authorization server (django-oauth-toolkit) for the connect flow tests, served by the
+# same test server under /o/ (tests/urls.py = the platform URLconf + the provider's URLs).
+ROOT_URLCONF = "tests.urls"
+OAUTH2_PROVIDER = {"PKCE_REQUIRED": True}
+LOGIN_URL = "/o/login/"
+
+# SQLite: test against a file (per process, so parallel runs and xdist workers never share one), not
+# the default shared-cache in-memory database. In-memory shared cache locks whole tables and ignores the
+# busy timeout ("database table is locked" at once), so concurrent writers (50 runs refreshing one
+# token, live-server threads) could not be tested there; a file has the production behaviour: WAL,
+# IMMEDIATE write transactions that queue on the busy timeout.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    import os as _os
+    import tempfile as _tempfile
+
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": _os.path.join(_tempfile.gettempdir(), f"rcp-test-{_os.getpid()}.sqlite3"),
+    }

@@ -1,3 +1,11 @@
-from django.urls import path  # noqa: F401
+"""App-host URLs of the connect feature: minting connect tokens."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import apis
+
+app_name = "connect_app"
+
+urlpatterns = [
+    path("v1/connect/tokens", apis.ConnectTokenCreateApi.as_view(), name="token-create"),
+]

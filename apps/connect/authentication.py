@@ -1,0 +1,57 @@
+"""Connect-token Bearer authentication: accepted only by the connect API (`/v1/connect/*`).
+
+Access keys are refused here (401), and every other endpoint refuses connect tokens, because each
+authentication class accepts only its own kind of bearer.
+"""
+
+from __future__ import annotations
+
+from rest_framework import authentication, exceptions, permissions
+
+from apps.accounts.authentication import bearer_token
+from apps.accounts.models import ACCESS_KEY_PREFIX
+from apps.deployments.selectors import app_by_id
+
+from .tokens import ConnectClaims, InvalidConnectToken, decode
+
+
+class EndUserPrincipal:
+    """`request.user` for a connect-token request: one end user of one App."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, *, app, claims: ConnectClaims):
+        self.app = app
+        self.user_id = claims.user_id
+        self.claims = claims
+
+    def __str__(self) -> str:
+        return f"end_user:{self.user_id}"
+
+
+class ConnectTokenAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        token = bearer_token(request)
+        if token is None:
+            return None
+        if token.startswith(ACCESS_KEY_PREFIX):
+            raise exceptions.AuthenticationFailed("The connect API accepts connect tokens only, not access keys.")
+        try:
+            claims = decode(token)
+        except InvalidConnectToken as exc:
+            raise exceptions.AuthenticationFailed(exc.message)
+        app = app_by_id(app_id=claims.app_id)
+        if app is None:
+            raise exceptions.AuthenticationFailed("This connect token's App no longer exists.")
+        return EndUserPrincipal(app=app, claims=claims), claims
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="connect"'
+
+
+class HasConnectToken(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        if not isinstance(request.auth, ConnectClaims):
+            raise exceptions.NotAuthenticated("A connect token is required.")
+        return True

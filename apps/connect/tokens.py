@@ -1,0 +1,103 @@
+"""Connect tokens: short-lived JWTs (HS256) scoped to one App and one end user.
+
+Signed with a key derived from SECRET_KEY for this purpose only, so a connect token can never be
+confused with any other signed value of the platform, and audience `connect` so no other consumer
+of a JWT would accept it. Accepted only by the connect API and the hosted connect page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import jwt
+from django.conf import settings
+from django.utils import timezone
+
+from apps.core.errors import BadRequest, Unauthorized
+
+AUDIENCE = "connect"
+ALGORITHM = "HS256"
+_PURPOSE = b"apps.connect.tokens/v1"
+MAX_USER_ID_LENGTH = 255
+MAX_TOKEN_LENGTH = 4096
+
+
+class InvalidConnectToken(Unauthorized):
+    """Malformed, badly signed, wrong audience or expired. `expired` tells the page which message to show."""
+
+    def __init__(self, message: str, *, expired: bool = False):
+        super().__init__(message)
+        self.expired = expired
+
+
+@dataclass(frozen=True)
+class ConnectClaims:
+    app_id: str
+    user_id: str
+    jti: str
+    expires_at: datetime
+    redirect_url: str = ""
+
+
+def _key() -> bytes:
+    return hmac.new(settings.SECRET_KEY.encode(), _PURPOSE, hashlib.sha256).digest()
+
+
+def validate_user_id(user_id) -> str:
+    if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_LENGTH or not user_id.strip():
+        raise BadRequest("Invalid request.", details={"user_id": ["must be a string of 1 to 255 characters"]})
+    return user_id
+
+
+def mint(*, app_id: str, user_id: str, redirect_url: str = "") -> tuple[str, ConnectClaims]:
+    now = timezone.now().replace(microsecond=0)
+    claims = ConnectClaims(
+        app_id=str(app_id),
+        user_id=validate_user_id(user_id),
+        jti=secrets.token_urlsafe(16),
+        expires_at=now + timedelta(seconds=settings.CONNECT_TOKEN_TTL_SECONDS),
+        redirect_url=redirect_url or "",
+    )
+    payload = {
+        "aud": AUDIENCE,
+        "iat": int(now.timestamp()),
+        "exp": int(claims.expires_at.timestamp()),
+        "jti": claims.jti,
+        "app_id": claims.app_id,
+        "user_id": claims.user_id,
+    }
+    if claims.redirect_url:
+        payload["redirect_url"] = claims.redirect_url
+    return jwt.encode(payload, _key(), algorithm=ALGORITHM), claims
+
+
+def decode(token: str) -> ConnectClaims:
+    """Verify signature, audience and expiry. Raises InvalidConnectToken (401) with a human message."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidConnectToken("This connect link is invalid.")
+    try:
+        payload = jwt.decode(
+            token, _key(), algorithms=[ALGORITHM], audience=AUDIENCE,
+            options={"require": ["exp", "aud", "jti", "app_id", "user_id"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidConnectToken("This connect link has expired.", expired=True) from exc
+    except jwt.PyJWTError as exc:
+        raise InvalidConnectToken("This connect link is invalid.") from exc
+    user_id, app_id, jti = payload.get("user_id"), payload.get("app_id"), payload.get("jti")
+    if not all(isinstance(v, str) and v for v in (user_id, app_id, jti)) or len(user_id) > MAX_USER_ID_LENGTH:
+        raise InvalidConnectToken("This connect link is invalid.")
+    redirect_url = payload.get("redirect_url") or ""
+    return ConnectClaims(
+        app_id=app_id, user_id=user_id, jti=jti, redirect_url=redirect_url if isinstance(redirect_url, str) else "",
+        expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC),
+    )
+
+
+def hosted_page_url(token: str) -> str:
+    return settings.PLATFORM_URL.rstrip("/") + "/connect?" + urlencode({"token": token})

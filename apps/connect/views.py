@@ -1,0 +1,316 @@
+"""The hosted connect page and the OAuth2 callback (platform host). Plain Django views, no JavaScript.
+
+The connect token is exchanged once for a server-side session (HttpOnly, SameSite=Lax cookie) and the
+browser is sent to `/connect` without it, so the token is not left in the address bar, the history,
+or a Referer header. Every response carries a strict CSP, `Referrer-Policy: no-referrer`,
+`X-Frame-Options: DENY` and `Cache-Control: no-store`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from urllib.parse import urlsplit
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from apps.connections import oauth
+from apps.core.errors import ApplicationError
+from apps.deployments.selectors import app_by_id
+from apps.engine import connection_types
+
+from . import forms, selectors, services, tokens
+from .csrf import csrf_protect_no_referrer
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "connect"
+JUST_COMPLETED_KEY = "connect_just_completed"
+AUTO_RETURN_SECONDS = 3
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def _csp(form_origins=()) -> str:
+    form_action = " ".join(["'self'", *sorted({o for o in form_origins if o})])
+    return (
+        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+def secured(view):
+    """Security headers on every connect page response (views may add provider origins to form-action)."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        response["Content-Security-Policy"] = _csp(getattr(response, "form_origins", ()))
+        response["Referrer-Policy"] = "no-referrer"
+        response["X-Frame-Options"] = "DENY"
+        response["Cache-Control"] = "no-store"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return wrapper
+
+
+def _error_page(request, *, title: str, message: str, status: int, app_name: str = "") -> HttpResponse:
+    return render(request, "connect/error.html", {"title": title, "message": message, "app_name": app_name}, status=status)
+
+
+class _Context:
+    """The connect session: which App and end user this browser acts for."""
+
+    def __init__(self, data: dict, app):
+        self.app = app
+        self.user_id: str = data["user_id"]
+        self.jti: str = data["jti"]
+        self.redirect_url: str = data.get("redirect_url") or ""
+        self.browser_secret: str = data["browser"]
+
+
+def _session_context(request) -> _Context | HttpResponse:
+    data = request.session.get(SESSION_KEY)
+    if not isinstance(data, dict) or "app_id" not in data:
+        return _error_page(
+            request, title="This page needs a connect link",
+            message="Open the link the application gave you to connect your accounts. "
+            "Links are personal and can be used for a limited time.",
+            status=401,
+        )
+    if int(data.get("exp", 0)) <= time.time():
+        request.session.pop(SESSION_KEY, None)
+        return _error_page(
+            request, title="This connect link has expired",
+            message="For your security, connect links only work for a limited time. "
+            "Go back to the application and start again to get a new link.",
+            status=401,
+        )
+    app = app_by_id(app_id=data["app_id"])
+    if app is None:
+        request.session.pop(SESSION_KEY, None)
+        return _error_page(request, title="This application is no longer available",
+                           message="The application that sent you here no longer exists.", status=404)
+    return _Context(data, app)
+
+
+def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: int = 200) -> HttpResponse:
+    """Render the requirement list. `form_errors`: {requirement_id: (field errors, submitted data, message)}."""
+    statuses = selectors.requirement_statuses(app=ctx.app, user_id=ctx.user_id)
+    items, provider_origins = [], set()
+    for st in statuses:
+        requirement = st.requirement
+        ctype = connection_types.get_type(requirement.connection_type)
+        item = {"status": st, "requirement": requirement, "type_label": ctype.label, "oauth": ctype.oauth,
+                "id": str(requirement.id), "error": None, "fields": []}
+        if ctype.oauth:
+            provider_origins.add(_provider_origin(ctx.app, requirement))
+        elif not st.completed:
+            errors, data, message = (form_errors or {}).get(str(requirement.id), ({}, None, None))
+            item["fields"] = forms.credential_fields(ctype.name, id_prefix=f"r-{requirement.id}", data=data, errors=errors)
+            item["error"] = message
+        items.append(item)
+    all_complete = bool(statuses) and all(st.completed for st in statuses)
+    just_completed = request.session.pop(JUST_COMPLETED_KEY, False) if all_complete else False
+    context = {
+        "app": ctx.app,
+        "items": items,
+        "all_complete": all_complete,
+        "pending_count": sum(1 for st in statuses if not st.completed),
+        "redirect_url": ctx.redirect_url,
+        "redirect_origin": _origin(ctx.redirect_url),
+        "auto_return": bool(just_completed and ctx.redirect_url),
+        "auto_return_seconds": AUTO_RETURN_SECONDS,
+    }
+    response = render(request, "connect/page.html", context, status=status)
+    response.form_origins = provider_origins
+    return response
+
+
+def _provider_origin(app, requirement) -> str:
+    from apps.connections.models import OAuthProvider
+
+    provider = OAuthProvider.objects.filter(project=app.project_id, id=requirement.spec.get("provider_id")).only(
+        "authorize_url"
+    ).first()
+    return _origin(provider.authorize_url) if provider else ""
+
+
+def _mark_if_complete(request, ctx: _Context) -> None:
+    statuses = selectors.requirement_statuses(app=ctx.app, user_id=ctx.user_id)
+    if statuses and all(st.completed for st in statuses):
+        request.session[JUST_COMPLETED_KEY] = True
+
+
+@require_GET
+@secured
+def connect_page(request: HttpRequest) -> HttpResponse:
+    token = request.GET.get("token")
+    if token is not None:
+        return _exchange_token(request, token)
+    ctx = _session_context(request)
+    if isinstance(ctx, HttpResponse):
+        return ctx
+    return _page(request, ctx)
+
+
+def _exchange_token(request, token: str) -> HttpResponse:
+    try:
+        claims = tokens.decode(token)
+    except tokens.InvalidConnectToken as exc:
+        if exc.expired:
+            return _error_page(
+                request, title="This connect link has expired",
+                message="For your security, connect links only work for a limited time. "
+                "Go back to the application and start again to get a new link.",
+                status=401,
+            )
+        return _error_page(
+            request, title="This connect link is not valid",
+            message="The link may be incomplete or mistyped. Go back to the application and open it again.",
+            status=401,
+        )
+    if app_by_id(app_id=claims.app_id) is None:
+        return _error_page(request, title="This application is no longer available",
+                           message="The application that sent you here no longer exists.", status=404)
+    # A fresh session key for a fresh identity (no fixation), then keep the token's claims server-side.
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = {
+        "app_id": claims.app_id,
+        "user_id": claims.user_id,
+        "jti": claims.jti,
+        "redirect_url": claims.redirect_url,
+        "exp": int(claims.expires_at.timestamp()),
+        "browser": oauth.new_browser_secret(),
+    }
+    request.session.pop(JUST_COMPLETED_KEY, None)
+    request.session.set_expiry(claims.expires_at)
+    return redirect(reverse("connect:page"))
+
+
+@secured
+@csrf_protect_no_referrer
+@require_POST
+def submit_credentials(request: HttpRequest, requirement_id) -> HttpResponse:
+    ctx = _session_context(request)
+    if isinstance(ctx, HttpResponse):
+        return ctx
+    try:
+        requirement = selectors.deployed_requirement(app=ctx.app, requirement_id=requirement_id)
+    except ApplicationError:
+        messages.error(request, "That requirement is no longer part of this application.")
+        return redirect(reverse("connect:page"))
+    ctype = connection_types.canonical_type(requirement.connection_type)
+    if connection_types.get_type(ctype).oauth:
+        return redirect(reverse("connect:page"))
+    config, errors = forms.parse_credentials(ctype, request.POST)
+    if not errors:
+        try:
+            services.end_user_connection_save(app=ctx.app, user_id=ctx.user_id, requirement=requirement, config=config)
+        except ApplicationError as exc:
+            errors = dict((exc.details or {}).get("config") or {})
+            if not errors:
+                errors = {"config": [exc.message]}
+    if errors:
+        field_names = {f.name for f in connection_types.get_type(ctype).fields}
+        general = [m for k, msgs in errors.items() if k not in field_names for m in msgs]
+        message = "Please correct the highlighted fields." + (" " + " ".join(general) if general else "")
+        return _page(request, ctx, form_errors={str(requirement.id): (errors, request.POST, message)}, status=400)
+    messages.success(request, f"{requirement.title} is connected.")
+    _mark_if_complete(request, ctx)
+    return redirect(reverse("connect:page"))
+
+
+@secured
+@csrf_protect_no_referrer
+@require_POST
+def start_oauth(request: HttpRequest, requirement_id) -> HttpResponse:
+    ctx = _session_context(request)
+    if isinstance(ctx, HttpResponse):
+        return ctx
+    try:
+        requirement = selectors.deployed_requirement(app=ctx.app, requirement_id=requirement_id)
+        url = services.end_user_authorize(
+            app=ctx.app, user_id=ctx.user_id, requirement=requirement, connect_token_id=ctx.jti,
+            browser_binding=oauth.browser_binding_digest(ctx.browser_secret), return_to=reverse("connect:page"),
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect(reverse("connect:page"))
+    response = redirect(url)
+    response.form_origins = {_origin(url)}
+    return response
+
+
+@secured
+@csrf_protect_no_referrer
+@require_POST
+def unlink(request: HttpRequest, requirement_id) -> HttpResponse:
+    ctx = _session_context(request)
+    if isinstance(ctx, HttpResponse):
+        return ctx
+    try:
+        requirement = selectors.deployed_requirement(app=ctx.app, requirement_id=requirement_id)
+        services.end_user_unlink(app=ctx.app, user_id=ctx.user_id, requirement=requirement)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect(reverse("connect:page"))
+    messages.success(request, f"{requirement.title} is disconnected.")
+    return redirect(reverse("connect:page"))
+
+
+@require_http_methods(["GET"])
+@secured
+def oauth_callback(request: HttpRequest) -> HttpResponse:
+    """`GET /connect/oauth2/callback?code&state` (or `?error&state` when the user declined)."""
+    state = request.GET.get("state", "")
+    data = request.session.get(SESSION_KEY)
+    browser_secret = data.get("browser", "") if isinstance(data, dict) else ""
+    binding = oauth.browser_binding_digest(browser_secret)
+    if request.GET.get("error"):
+        try:
+            record = oauth.consume_denied_state(state=state, browser_binding=binding)
+        except ApplicationError as exc:
+            return _callback_error(request, exc.message, in_session=bool(browser_secret))
+        return _after_callback(request, record, ok=False)
+    try:
+        record = oauth.complete_authorization(state=state, code=request.GET.get("code", ""), browser_binding=binding)
+    except ApplicationError as exc:
+        return _callback_error(request, exc.message, in_session=bool(browser_secret))
+    return _after_callback(request, record, ok=True)
+
+
+def _callback_error(request, message: str, *, in_session: bool) -> HttpResponse:
+    if in_session:
+        messages.error(request, message)
+        return redirect(reverse("connect:page"))
+    return _error_page(request, title="The connection could not be completed", message=message, status=400)
+
+
+def _after_callback(request, record, *, ok: bool) -> HttpResponse:
+    requirement = record.requirement
+    name = requirement.title if requirement is not None else record.connection.name
+    if record.browser_binding:  # started on the hosted page: back to it, with a message
+        if ok:
+            messages.success(request, f"{name} is connected.")
+            ctx = _session_context(request)
+            if not isinstance(ctx, HttpResponse):
+                _mark_if_complete(request, ctx)
+        else:
+            messages.error(request, f"{name} was not connected: the authorization was declined.")
+        return redirect(record.return_to or reverse("connect:page"))
+    if record.return_to:  # the App's redirect_url (API flows) or the admin page (project flows)
+        return redirect(record.return_to)
+    title = "Connected" if ok else "Not connected"
+    message = (f"{name} is connected. You can close this window." if ok
+               else f"{name} was not connected: the authorization was declined.")
+    return render(request, "connect/done.html", {"title": title, "message": message}, status=200 if ok else 400)

@@ -1,0 +1,308 @@
+"""Input and output shapes of the management API (SPEC.md section 8).
+
+Output serializers list every field explicitly: nothing near a secret is ever serialized by default.
+Connection configs go through `Connection.redacted_config()`; OAuth2 client secrets and App signing
+secrets are write-only (the signing secret is shown once, in the creation answer).
+Input serializers refuse unknown fields, so a typo (or `name` in a connection PATCH) is a 400, not a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.connections.models import Connection
+from apps.core.schema import ErrorSerializer, envelope, page  # noqa: F401  (re-exported for the views)
+from apps.deployments.models import App, Deployment
+from apps.engine import connection_types
+from apps.engine.connection_types import MASK
+
+
+class StrictInputSerializer(serializers.Serializer):
+    # Unknown top-level fields are a 400 naming them. (A comment, not a docstring: drf-spectacular
+    # would copy a docstring into every input schema.)
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class AuthorizationUrlSerializer(serializers.Serializer):
+    url = serializers.URLField()
+
+
+# Connections
+
+
+class ConnectionOwnerSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=Connection.Owner.choices)
+    app_id = serializers.UUIDField(allow_null=True)
+    user_id = serializers.CharField(allow_null=True)
+
+
+class ConnectionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=connection_types.TYPE_CHOICES)
+    status = serializers.ChoiceField(choices=Connection.Status.choices)
+    config = serializers.SerializerMethodField(
+        help_text=f"The stored config; secret fields (and credential-like header, param and data values) read '{MASK}'."
+    )
+    project_id = serializers.UUIDField()
+    owner = serializers.SerializerMethodField()
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="OAuth2 access token expiry.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.DictField())
+    def get_config(self, connection: Connection) -> dict:
+        return connection.redacted_config()
+
+    @extend_schema_field(ConnectionOwnerSerializer)
+    def get_owner(self, connection: Connection) -> dict:
+        if connection.app_id:
+            return {"type": Connection.Owner.END_USER, "app_id": connection.app_id, "user_id": connection.user_id}
+        return {"type": Connection.Owner.PROJECT, "app_id": None, "user_id": None}
+
+
+class ConnectionCreateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=200)
+    type = serializers.CharField(
+        max_length=100,
+        help_text=f"One of {', '.join(connection_types.REGISTRY)} (or a seed alias such as dynamiq.connections.Http).",
+    )
+    config = serializers.DictField(help_text="Fields of the connection type. Secret fields are write-only.")
+    project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
+
+
+class ConnectionUpdateSerializer(StrictInputSerializer):
+    config = serializers.DictField(
+        help_text=f"The new config. Secret fields sent blank or as '{MASK}' keep their stored value."
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            fixed = sorted({"name", "type"} & set(data))
+            if fixed:
+                raise serializers.ValidationError(
+                    {name: ["fixed after creation; only config can change"] for name in fixed}
+                )
+        return super().to_internal_value(data)
+
+
+class ConnectionReferrersSerializer(serializers.Serializer):
+    versions = serializers.ListField(child=serializers.DictField())
+    apps = serializers.ListField(child=serializers.DictField())
+
+
+# OAuth2 providers
+
+
+class OAuthProviderSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    authorize_url = serializers.URLField()
+    token_url = serializers.URLField()
+    revoke_url = serializers.CharField(allow_blank=True)
+    client_id = serializers.CharField()
+    client_secret = serializers.SerializerMethodField(help_text=f"Write-only: '{MASK}' when set, '' when not.")
+    scopes = serializers.ListField(child=serializers.CharField())
+    pkce = serializers.BooleanField()
+    project_id = serializers.UUIDField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def get_client_secret(self, provider) -> str:
+        return MASK if provider.client_secret else ""
+
+
+class OAuthProviderCreateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=200)
+    authorize_url = serializers.URLField(max_length=500)
+    token_url = serializers.URLField(max_length=500)
+    revoke_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    client_id = serializers.CharField(max_length=500)
+    client_secret = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=2000)
+    scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
+    pkce = serializers.BooleanField(required=False, default=True)
+    project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
+
+
+class OAuthProviderUpdateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    authorize_url = serializers.URLField(max_length=500, required=False)
+    token_url = serializers.URLField(max_length=500, required=False)
+    revoke_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    client_id = serializers.CharField(max_length=500, required=False)
+    client_secret = serializers.CharField(
+        required=False, allow_blank=True, write_only=True, max_length=2000,
+        help_text=f"Blank or '{MASK}' keeps the stored secret.",
+    )
+    scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
+    pkce = serializers.BooleanField(required=False)
+
+
+# Workflows, requirements, versions
+
+
+class WorkflowSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    project_id = serializers.UUIDField()
+    latest_version = serializers.IntegerField(
+        source="latest_version_number", allow_null=True, help_text="Number of the newest version; null before the first."
+    )
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class WorkflowCreateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+    project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
+
+
+class RequirementSpecSerializer(StrictInputSerializer):
+    connection_type = serializers.CharField(max_length=100)
+    provider_id = serializers.UUIDField(required=False, help_text="OAuth2 only: the OAuthProvider.")
+    scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, help_text="OAuth2 only.")
+
+
+class RequirementSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    workflow_id = serializers.UUIDField()
+    name = serializers.CharField()
+    type = serializers.CharField()
+    title = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    spec = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class RequirementCreateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=100, help_text="Machine name, unique per workflow.")
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+    spec = RequirementSpecSerializer()
+
+
+class RequirementUpdateSerializer(StrictInputSerializer):
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            fixed = sorted({"name", "type", "spec"} & set(data))
+            if fixed:
+                raise serializers.ValidationError(
+                    {name: ["fixed after creation; only title and description can change"] for name in fixed}
+                )
+        return super().to_internal_value(data)
+
+
+class WorkflowVersionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    workflow_id = serializers.UUIDField()
+    number = serializers.IntegerField(min_value=1)
+    description = serializers.CharField(allow_blank=True)
+    definition = serializers.DictField()
+    requirement_ids = serializers.SerializerMethodField()
+    created_by = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.ListField(child=serializers.UUIDField()))
+    def get_requirement_ids(self, version) -> list[str]:
+        return sorted(str(r.id) for r in version.requirements.all())
+
+
+class WorkflowVersionCreateSerializer(StrictInputSerializer):
+    # Any JSON: the definition validator answers with per-field details, which a DictField could not.
+    definition = serializers.JSONField(help_text="The workflow definition (SPEC.md section 4).")
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+
+
+# Apps, deployments, links
+
+
+class AppSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    hostname = serializers.CharField()
+    access_type = serializers.ChoiceField(choices=App.AccessType.choices)
+    project_id = serializers.UUIDField()
+    allowed_redirect_origins = serializers.ListField(child=serializers.CharField())
+    current_deployment_id = serializers.UUIDField(allow_null=True)
+    workflow_version_id = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.UUIDField(allow_null=True))
+    def get_workflow_version_id(self, app: App):
+        deployment = app.current_deployment
+        return str(deployment.workflow_version_id) if deployment else None
+
+
+class AppCreatedSerializer(AppSerializer):
+    callback_signing_secret = serializers.CharField(
+        help_text="Signs async-run callbacks (Standard Webhooks). Shown in this answer only: store it now."
+    )
+
+
+class AppCreateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=200)
+    access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False, default=App.AccessType.PRIVATE)
+    allowed_redirect_origins = serializers.ListField(
+        child=serializers.CharField(max_length=500), required=False, default=list, max_length=50
+    )
+    hostname = serializers.CharField(
+        max_length=253, required=False, help_text="A custom hostname; default `<app-id>.<APPS_DOMAIN>`."
+    )
+    project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
+
+
+class AppUpdateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False)
+    allowed_redirect_origins = serializers.ListField(
+        child=serializers.CharField(max_length=500), required=False, max_length=50
+    )
+
+
+class DeploymentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    app_id = serializers.UUIDField()
+    workflow_version_id = serializers.UUIDField()
+    version_number = serializers.IntegerField(source="workflow_version.number")
+    workflow_id = serializers.UUIDField(source="workflow_version.workflow_id")
+    status = serializers.ChoiceField(choices=Deployment.Status.choices)
+    created_by = serializers.CharField(allow_blank=True)
+    rolled_back_from = serializers.UUIDField(source="rolled_back_from_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class DeploymentCreateSerializer(StrictInputSerializer):
+    workflow_version_id = serializers.UUIDField()
+
+
+class RollbackSerializer(StrictInputSerializer):
+    deployment_id = serializers.UUIDField(
+        required=False, help_text="Redeploy this deployment's version; default: the one before the current deployment."
+    )
+
+
+class LinkSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    app_id = serializers.UUIDField()
+    user_id = serializers.CharField()
+    requirement_id = serializers.UUIDField()
+    connection_id = serializers.UUIDField()
+    status = serializers.ChoiceField(source="connection.status", choices=Connection.Status.choices)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()

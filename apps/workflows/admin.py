@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import re
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count, Max
+from django.utils.html import format_html, format_html_join
+
+from apps.connections.models import OAuthProvider
+from apps.core.admin_utils import CascadeReadOnlyMixin, ReadOnlyAdminMixin, ReadOnlyInline, admin_link, pretty_json
+from apps.engine import connection_types
+
+from .models import Requirement, Workflow, WorkflowVersion
+from .services import requirement_create, requirement_update, workflow_create
+
+
+class RequirementInline(ReadOnlyInline, admin.TabularInline):
+    model = Requirement
+    fields = ("name", "title", "connection_type_display", "description")
+    readonly_fields = fields
+
+    @admin.display(description="Connection type")
+    def connection_type_display(self, obj: Requirement) -> str:
+        return obj.connection_type
+
+
+class WorkflowVersionInline(ReadOnlyInline, admin.TabularInline):
+    model = WorkflowVersion
+    fields = ("number", "description", "created_by", "created_at")
+    readonly_fields = fields
+    ordering = ("-number",)
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("name", "project", "latest_version", "requirement_count", "updated_at")
+    list_filter = ("project",)
+    search_fields = ("name", "description")
+    list_select_related = ("project__organization",)
+    autocomplete_fields = ("project",)
+    readonly_fields = ("id", "created_at", "updated_at")
+    inlines = [RequirementInline, WorkflowVersionInline]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            _latest=Max("versions__number"), _requirements=Count("requirements", distinct=True)
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.readonly_fields, "project") if obj else self.readonly_fields
+
+    @admin.display(description="Latest version", ordering="_latest")
+    def latest_version(self, obj: Workflow):
+        return f"v{obj._latest}" if obj._latest else "-"
+
+    @admin.display(description="Requirements", ordering="_requirements")
+    def requirement_count(self, obj: Workflow) -> int:
+        return obj._requirements
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = workflow_create(project=obj.project, name=obj.name, description=obj.description)
+        obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
+
+
+class RequirementAddForm(forms.ModelForm):
+    connection_type = forms.ChoiceField(choices=connection_types.TYPE_CHOICES)
+    provider = forms.ModelChoiceField(
+        queryset=OAuthProvider.objects.all(), required=False, help_text="OAuth2 requirements only."
+    )
+    scopes = forms.CharField(required=False, help_text="OAuth2 requirements only. Comma-separated.")
+
+    class Meta:
+        model = Requirement
+        fields = ("workflow", "name", "title", "description")
+        help_texts = {"name": "Machine name (lowercase letters, digits, '_' or '-'); fixed after creation."}
+
+    def clean(self):
+        cleaned = super().clean()
+        name = (cleaned.get("name") or "").strip()
+        if name and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,99}", name):
+            self.add_error("name", "Must be a machine name: lowercase letters, digits, '_' or '-'.")
+        ctype, provider, workflow = cleaned.get("connection_type"), cleaned.get("provider"), cleaned.get("workflow")
+        spec: dict = {"connection_type": ctype}
+        if ctype == "oauth2":
+            if provider is None:
+                self.add_error("provider", "An OAuth2 requirement needs a provider.")
+            elif workflow is not None and provider.project_id != workflow.project_id:
+                self.add_error("provider", "This provider belongs to another project.")
+            else:
+                spec["provider_id"] = str(provider.id)
+                spec["scopes"] = [s.strip() for s in (cleaned.get("scopes") or "").split(",") if s.strip()]
+        elif provider is not None or cleaned.get("scopes"):
+            self.add_error("provider", "Provider and scopes apply to OAuth2 requirements only.")
+        self.spec = spec
+        return cleaned
+
+
+@admin.register(Requirement)
+class RequirementAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
+    """Name, type and spec are what links and versions rely on: fixed after creation."""
+
+    list_display = ("name", "title", "workflow", "connection_type_display", "link_count", "created_at")
+    list_filter = ("workflow__project", "workflow")
+    search_fields = ("name", "title", "workflow__name")
+    list_select_related = ("workflow",)
+    autocomplete_fields = ("workflow",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_links=Count("links"))
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = RequirementAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("workflow", "name", "title", "description", "connection_type", "provider", "scopes")
+        return ("workflow", "name", "type", "spec_pretty", "title", "description", "id", "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("workflow", "name", "type", "spec_pretty", "id", "created_at", "updated_at")
+
+    @admin.display(description="Connection type")
+    def connection_type_display(self, obj: Requirement) -> str:
+        return obj.connection_type
+
+    @admin.display(description="Links", ordering="_links")
+    def link_count(self, obj: Requirement) -> int:
+        return obj._links
+
+    @admin.display(description="Spec")
+    def spec_pretty(self, obj: Requirement):
+        return pretty_json(obj.spec)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            requirement_update(requirement=obj, title=obj.title, description=obj.description)
+            return
+        data = form.cleaned_data
+        created = requirement_create(
+            workflow=data["workflow"], name=data["name"].strip(), title=data["title"], spec=form.spec,
+            description=data.get("description") or "",
+        )
+        obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
+
+
+@admin.register(WorkflowVersion)
+class WorkflowVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Immutable: versions are created through the API (validated), never edited or deleted here."""
+
+    list_display = ("__str__", "workflow", "number", "description", "created_by", "created_at")
+    list_filter = ("workflow__project", "workflow")
+    search_fields = ("workflow__name", "description")
+    list_select_related = ("workflow",)
+    fields = ("workflow_link", "number", "description", "created_by", "created_at", "definition_pretty",
+              "requirements_list", "connections_list", "deployments_list")
+    readonly_fields = fields
+
+    @admin.display(description="Workflow")
+    def workflow_link(self, obj: WorkflowVersion):
+        return admin_link(obj.workflow)
+
+    @admin.display(description="Definition")
+    def definition_pretty(self, obj: WorkflowVersion):
+        return pretty_json(obj.definition)
+
+    @admin.display(description="Requirements")
+    def requirements_list(self, obj: WorkflowVersion):
+        items = [(r.name, r.title, r.connection_type) for r in obj.requirements.all()]
+        if not items:
+            return "None"
+        return format_html_join("", "<div><code>{}</code> {} ({})</div>", items)
+
+    @admin.display(description="Connections")
+    def connections_list(self, obj: WorkflowVersion):
+        connections = list(obj.connections.all())
+        if not connections:
+            return "None"
+        return format_html("{}", format_html_join(
+            "", "<div>{}</div>", ((admin_link(c, f"{c.name} ({c.type})"),) for c in connections)
+        ))
+
+    @admin.display(description="Deployments")
+    def deployments_list(self, obj: WorkflowVersion):
+        deployments = list(obj.deployments.select_related("app").order_by("-created_at"))
+        if not deployments:
+            return "Never deployed"
+        return format_html_join(
+            "", "<div>{} — {} ({})</div>",
+            ((admin_link(d.app), f"{d.created_at:%Y-%m-%d %H:%M}", d.status) for d in deployments),
+        )

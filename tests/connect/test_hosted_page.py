@@ -1,0 +1,262 @@
+"""The hosted connect page (`/connect`), driven with Django's test client (the browser tests drive Chromium)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.test import Client
+
+from apps.connect.models import EndUserLink
+from apps.connections.models import Connection, OAuthState
+from tests import factories
+from tests.conftest import assert_no_canary
+from tests.connect.conftest import CLIENT_APP_ORIGIN, connect_token
+
+pytestmark = pytest.mark.django_db
+
+USER42_KEY = factories.CANARIES["user42_api_key"]
+
+
+def _open(client: Client, target, user_id="user-42", redirect_url=""):
+    """Exchange a fresh connect token (for `target`: an App or a ConnectSetup) for a page session."""
+    token = connect_token(getattr(target, "app", target), user_id, redirect_url=redirect_url)
+    response = client.get("/connect", {"token": token})
+    assert response.status_code == 302, response.content
+    return token, response
+
+
+def _assert_secure_headers(response):
+    csp = response["Content-Security-Policy"]
+    for directive in ("default-src 'none'", "style-src 'self'", "img-src 'self'", "frame-ancestors 'none'",
+                      "base-uri 'none'", "form-action 'self'"):
+        assert directive in csp
+    assert "script-src" not in csp and "unsafe" not in csp
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Cache-Control"] == "no-store"
+
+
+class TestTokenExchange:
+    def test_the_token_becomes_a_session_and_leaves_the_url(self, client, setup):
+        token, response = _open(client, setup)
+        assert response["Location"] == "/connect"
+        _assert_secure_headers(response)
+        cookie = response.cookies["sessionid"]
+        assert cookie["httponly"] and cookie["samesite"] == "Lax"
+        page = client.get("/connect")
+        assert page.status_code == 200
+        assert token not in page.content.decode()
+        _assert_secure_headers(page)
+
+    def test_the_session_key_is_cycled(self, client, setup):
+        client.get("/connect")  # no token: an anonymous visit
+        client.cookies["sessionid"] = "attacker-chosen-session-id"
+        _, response = _open(client, setup)
+        assert response.cookies["sessionid"].value != "attacker-chosen-session-id"
+
+    def test_a_new_token_replaces_the_previous_identity(self, client, setup, other_setup):
+        _open(client, setup, "user-42")
+        _open(client, other_setup, "user-77")
+        page = client.get("/connect").content.decode()
+        assert other_setup.app.name in page and setup.app.name not in page
+
+    @pytest.mark.parametrize("token", ["", "garbage", "a.b.c"])
+    def test_a_bad_token_gets_a_clear_page(self, client, setup, token):
+        response = client.get("/connect", {"token": token})
+        assert response.status_code == 401
+        html = response.content.decode()
+        assert "This connect link is not valid" in html
+        assert "Traceback" not in html
+        _assert_secure_headers(response)
+
+    def test_an_expired_token_gets_a_clear_page(self, client, setup, settings):
+        settings.CONNECT_TOKEN_TTL_SECONDS = -1
+        response = client.get("/connect", {"token": connect_token(setup.app, "u")})
+        assert response.status_code == 401
+        assert "This connect link has expired" in response.content.decode()
+
+    def test_without_a_session_the_page_explains_what_to_do(self, client, setup):
+        response = client.get("/connect")
+        assert response.status_code == 401
+        assert "needs a connect link" in response.content.decode()
+
+    def test_a_session_outliving_its_token_is_refused(self, client, setup):
+        _open(client, setup)
+        session = client.session
+        session["connect"] = {**session["connect"], "exp": 1}
+        session.save()
+        response = client.get("/connect")
+        assert response.status_code == 401
+        assert "expired" in response.content.decode()
+
+    def test_it_refuses_the_wrong_method(self, client, setup):
+        _open(client, setup)
+        assert client.post("/connect").status_code == 405
+        assert client.get(f"/connect/requirements/{setup.billing.id}/credentials").status_code == 405
+
+
+class TestPage:
+    def test_it_lists_requirements_and_builds_forms_from_the_type(self, client, setup):
+        _open(client, setup)
+        html = client.get("/connect").content.decode()
+        assert setup.app.name in html
+        assert "Your billing account" in html and "Your CRM account" in html
+        assert 'type="password"' in html
+        assert re.search(r'<label for="r-[0-9a-f-]+-api_key">API key', html)
+        assert re.search(r'name="f-api_key" type="password"', html)
+        assert re.search(r'name="f-url" type="url"', html)
+        assert 'value="Authorization"' in html
+        assert "csrfmiddlewaretoken" in html
+        assert f'action="/connect/requirements/{setup.crm.id}/authorize"' in html
+        assert "Connect Your CRM account" in html
+        assert "<script" not in html
+        assert 'name="viewport"' in html
+
+    def test_choices_become_selects_and_mappings_json_textareas(self, client, project):
+        workflow = factories.make_workflow(project, "generic")
+        requirement = factories.make_requirement(workflow, name="api", connection_type="http", title="Your API")
+        version = factories.make_version(workflow, factories.definition(
+            factories.http_node("call", ref={"requirement": str(requirement.id)}, url="https://api.example.com/x")))
+        app = factories.make_app(project, name="Generic", version=version)
+        _open(client, app)
+        html = client.get("/connect").content.decode()
+        assert re.search(r'<select id="r-[0-9a-f-]+-method" name="f-method"', html)
+        assert '<option value="GET" selected>' in html
+        assert re.search(r'<textarea id="r-[0-9a-f-]+-headers" name="f-headers"', html)
+        response = client.post(f"/connect/requirements/{requirement.id}/credentials", {
+            "f-url": "https://api.example.com", "f-method": "POST",
+            "f-headers": json.dumps({"X-Api-Key": USER42_KEY}), "f-params": "", "f-data": "", "f-parameters": "account_id\n",
+        })
+        assert response.status_code == 302
+        connection = EndUserLink.objects.get(app=app).connection
+        assert connection.config["headers"] == {"X-Api-Key": USER42_KEY}
+        assert connection.config["method"] == "POST" and connection.config["parameters"] == ["account_id"]
+
+    def test_a_mapping_that_is_not_json_is_a_field_error(self, client, project):
+        workflow = factories.make_workflow(project, "generic")
+        requirement = factories.make_requirement(workflow, name="api", connection_type="http", title="Your API")
+        version = factories.make_version(workflow, factories.definition(
+            factories.http_node("call", ref={"requirement": str(requirement.id)}, url="https://api.example.com/x")))
+        app = factories.make_app(project, name="Generic", version=version)
+        _open(client, app)
+        response = client.post(f"/connect/requirements/{requirement.id}/credentials", {"f-headers": "{nope"})
+        assert response.status_code == 400
+        assert "must be valid JSON" in response.content.decode()
+
+    def test_submitting_the_form_links_and_shows_success(self, client, setup):
+        _open(client, setup)
+        response = client.post(f"/connect/requirements/{setup.billing.id}/credentials", {
+            "f-url": "https://billing.example.com", "f-api_key": USER42_KEY, "f-header": "Authorization", "f-prefix": "Bearer ",
+        })
+        assert response.status_code == 302 and response["Location"] == "/connect"
+        _assert_secure_headers(response)
+        connection = EndUserLink.objects.select_related("connection").get(user_id="user-42").connection
+        assert connection.status == Connection.Status.ACTIVE
+        assert connection.config["api_key"] == USER42_KEY and connection.config["prefix"] == "Bearer "
+        html = client.get("/connect").content.decode()
+        assert "Your billing account is connected." in html
+        assert 'data-status="completed"' in html
+        assert_no_canary(html)
+
+    def test_errors_are_shown_per_field_and_secrets_are_not_echoed(self, client, setup):
+        _open(client, setup)
+        response = client.post(f"/connect/requirements/{setup.billing.id}/credentials", {
+            "f-url": "not a url", "f-api_key": USER42_KEY,
+        })
+        assert response.status_code == 400
+        html = response.content.decode()
+        assert "must be an http(s) URL" in html
+        assert 'value="not a url"' in html
+        assert 'aria-invalid="true"' in html
+        assert_no_canary(html)
+        assert not EndUserLink.objects.exists()
+        _assert_secure_headers(response)
+
+    def test_csrf_is_enforced(self, setup):
+        client = Client(enforce_csrf_checks=True)
+        _open(client, setup)
+        response = client.post(f"/connect/requirements/{setup.billing.id}/credentials",
+                               {"f-url": "https://b.example.com", "f-api_key": "k"})
+        assert response.status_code == 403
+        assert not EndUserLink.objects.exists()
+
+    @pytest.mark.parametrize("origin,fetch_site,status", [
+        ("null", "same-origin", 302),  # what Chromium sends under Referrer-Policy: no-referrer
+        ("null", None, 302),  # a browser without Fetch Metadata: the token still decides
+        ("null", "cross-site", 403),
+        ("null", "same-site", 403),
+        ("https://evil.example.com", "cross-site", 403),
+        ("http://testserver", "same-origin", 302),
+    ])
+    def test_the_origin_check_under_no_referrer(self, setup, origin, fetch_site, status):
+        client = Client(enforce_csrf_checks=True)
+        _open(client, setup)
+        html = client.get("/connect").content.decode()
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+        headers = {"HTTP_ORIGIN": origin}
+        if fetch_site:
+            headers["HTTP_SEC_FETCH_SITE"] = fetch_site
+        response = client.post(f"/connect/requirements/{setup.billing.id}/credentials",
+                               {"csrfmiddlewaretoken": csrf, "f-url": "https://b.example.com", "f-api_key": "k"}, **headers)
+        assert response.status_code == status
+        assert EndUserLink.objects.exists() is (status == 302)
+        assert response["Content-Security-Policy"] and response["Cache-Control"] == "no-store"
+
+    def test_null_origin_without_the_token_is_refused(self, setup):
+        client = Client(enforce_csrf_checks=True)
+        _open(client, setup)
+        response = client.post(f"/connect/requirements/{setup.billing.id}/credentials",
+                               {"f-url": "https://b.example.com", "f-api_key": "k"},
+                               HTTP_ORIGIN="null", HTTP_SEC_FETCH_SITE="same-origin")
+        assert response.status_code == 403
+
+    def test_forms_need_the_session(self, client, setup):
+        response = client.post(f"/connect/requirements/{setup.billing.id}/credentials",
+                               {"f-url": "https://b.example.com", "f-api_key": "k"})
+        assert response.status_code == 401
+        assert not EndUserLink.objects.exists()
+
+    def test_another_apps_requirement_cannot_be_submitted(self, client, setup, other_setup):
+        _open(client, setup)
+        response = client.post(f"/connect/requirements/{other_setup.billing.id}/credentials",
+                               {"f-url": "https://b.example.com", "f-api_key": "k"})
+        assert response.status_code == 302
+        assert not EndUserLink.objects.exists()
+
+    def test_disconnect(self, client, setup):
+        _open(client, setup)
+        factories.link_end_user(setup.app, setup.billing, "user-42", {"url": "https://b.example.com", "api_key": "k"})
+        html = client.get("/connect").content.decode()
+        assert f'action="/connect/requirements/{setup.billing.id}/unlink"' in html
+        response = client.post(f"/connect/requirements/{setup.billing.id}/unlink")
+        assert response.status_code == 302
+        assert not EndUserLink.objects.exists()
+        assert "is disconnected" in client.get("/connect").content.decode()
+
+    def test_when_everything_is_complete_it_returns_to_the_redirect_url(self, client, setup):
+        _open(client, setup, redirect_url=f"{CLIENT_APP_ORIGIN}/connected?user=42")
+        factories.link_end_user(setup.app, setup.crm, "user-42", {"provider_id": str(setup.provider.id), "access_token": "t"})
+        html = client.get("/connect").content.decode()
+        assert "Return to" not in html
+        client.post(f"/connect/requirements/{setup.billing.id}/credentials",
+                    {"f-url": "https://billing.example.com", "f-api_key": "k"})
+        html = client.get("/connect").content.decode()
+        assert f"Return to {CLIENT_APP_ORIGIN}" in html
+        assert f'href="{CLIENT_APP_ORIGIN}/connected?user=42"' in html
+        assert 'http-equiv="refresh"' in html
+        # The automatic return happens once, right after completion; later visits offer the link only.
+        html = client.get("/connect").content.decode()
+        assert "Return to" in html and 'http-equiv="refresh"' not in html
+
+    def test_the_connect_button_starts_oauth_bound_to_this_browser(self, client, setup):
+        _open(client, setup)
+        response = client.post(f"/connect/requirements/{setup.crm.id}/authorize")
+        assert response.status_code == 302
+        assert response["Location"].startswith("https://auth.example.com/o/authorize/?")
+        assert "form-action 'self' https://auth.example.com" in response["Content-Security-Policy"]
+        state = OAuthState.objects.get()
+        assert state.browser_binding and state.return_to == "/connect"
+        page = client.get("/connect")
+        assert "https://auth.example.com" in page["Content-Security-Policy"]

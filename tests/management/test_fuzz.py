@@ -1,0 +1,94 @@
+"""Schemathesis against the project's own OpenAPI document (/v1/schema), through the WSGI app.
+
+Every management operation is fuzzed with a valid access key: no 5xx, every answer conforms to the
+documented status codes, content types and response schemas. Half of the cases target real objects
+(the `world` fixture's IDs replace the generated path parameters), so PATCH/POST bodies are fuzzed
+against live rows, not only against 404s. Bounded by `max_examples` to finish in a couple of minutes;
+the number of cases run is printed at the end and written to test-artifacts/fuzz-summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import schemathesis
+from django.core import signals
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from hypothesis import HealthCheck, settings
+
+from tests.conftest import assert_no_canary
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+MANAGEMENT_TAGS = ["connections", "oauth2 providers", "workflows", "apps"]
+MAX_EXAMPLES = 25
+CASES: Counter = Counter()
+STATUSES: Counter = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fuzz_summary(request):
+    yield
+    if not CASES:
+        return
+    summary = {"cases": sum(CASES.values()), "operations": len(CASES), "max_examples": MAX_EXAMPLES,
+               "statuses": dict(sorted(STATUSES.items())), "per_operation": dict(sorted(CASES.items()))}
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+    if artifacts.is_dir():
+        worker = os.environ.get("PYTEST_XDIST_WORKER")  # under xdist each worker fuzzes its share
+        name = f"fuzz-summary-{worker}.json" if worker else "fuzz-summary.json"
+        (artifacts / name).write_text(json.dumps(summary, indent=2))
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    line = (f"schemathesis: {summary['cases']} cases over {summary['operations']} operations; "
+            f"statuses {summary['statuses']}")
+    if reporter:
+        reporter.write_line(line)
+    else:  # pragma: no cover
+        print(line)
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_database_open():
+    # The real WSGI handler closes the database connection when a request finishes, which would drop
+    # the test database (in-memory SQLite) and its transaction; Django's test client unhooks the same.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+# Loaded when the module is collected (schema generation needs no database): one test per operation.
+# (schemathesis.pytest.from_fixture would load it lazily, but its lazy loader does not run on pytest 9.)
+schema = schemathesis.openapi.from_wsgi("/v1/schema?format=json", get_wsgi_application()).include(tag=MANAGEMENT_TAGS)
+
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_schema_conformance,
+]
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck), database=None)
+def test_management_api_conforms_to_its_schema(case, world, owner_key):
+    ids = {
+        "connection_id": world.api_connection.id, "provider_id": world.provider.id, "workflow_id": world.workflow.id,
+        "requirement_id": world.requirement.id, "version_id": world.version.id, "app_id": world.app.id,
+        "link_id": world.link.id,
+    }
+    label = f"{case.method} {case.path}"
+    if case.path_parameters and CASES[label] % 2:
+        case.path_parameters = {name: str(ids.get(name, uuid.uuid4())) for name in case.path_parameters}
+    CASES[label] += 1
+    response = case.call_and_validate(headers={"Authorization": f"Bearer {owner_key}"}, checks=CHECKS)
+    STATUSES[response.status_code] += 1
+    assert_no_canary(response.content)
