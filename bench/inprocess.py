@@ -13,7 +13,7 @@ import time
 
 here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, here)
-work = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+work = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)  # noqa: S108 (RAM disk, private mkdtemp)
 os.environ.update(
     DJANGO_SETTINGS_MODULE="config.settings", DEBUG="false", SECURE_SSL_REDIRECT="false",
     ALLOW_PRIVATE_NETWORK_TARGETS="true", LOG_LEVEL="WARNING",

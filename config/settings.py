@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally: /v1/docs works offline
     "apps.core",
     "apps.accounts",
     "apps.connections",
@@ -186,6 +187,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Reads the platform host and the App-host API into one document (App host as its own server).
     "DEFAULT_GENERATOR_CLASS": "apps.management.schema.PlatformSchemaGenerator",
     # Several models have a `status`; name each choice set instead of a hash-suffixed `Status...Enum`.

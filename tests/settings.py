@@ -24,3 +24,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": _os.path.join(_tempfile.gettempdir(), f"rcp-test-{_os.getpid()}.sqlite3"),
     }
+
+# Tests never run collectstatic: let WhiteNoise serve from the app finders (Swagger UI's local assets).
+WHITENOISE_USE_FINDERS = True

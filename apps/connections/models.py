@@ -107,7 +107,7 @@ class ConnectionConfigChange(models.Model):
     fingerprint = models.CharField(max_length=32)
 
     class Meta:
-        ordering = ["-changed_at"]
+        ordering = ["-changed_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.connection_id} changed by {self.actor or 'unknown'}"

@@ -23,7 +23,7 @@ from apps.core.errors import ApplicationError, BadRequest
 from apps.workflows.models import WorkflowVersion
 
 from .models import App, Deployment
-from .services import _check_hostname, app_create, app_update, deploy, normalize_origins, rollback
+from .services import app_create, app_update, deploy, normalize_origins, rollback, validate_hostname
 
 
 class OriginsField(forms.CharField):
@@ -66,7 +66,7 @@ class AppForm(forms.ModelForm):
         if not hostname:
             return ""
         try:
-            hostname = _check_hostname(hostname)
+            hostname = validate_hostname(hostname)
         except BadRequest as exc:
             raise forms.ValidationError(exc.details.get("hostname") or exc.message) from exc
         if App.objects.filter(hostname=hostname).exists():

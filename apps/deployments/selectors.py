@@ -4,8 +4,6 @@ import uuid
 
 from django.db.models import QuerySet
 
-from apps.workflows.models import Requirement
-
 from .models import App, Deployment
 
 
@@ -31,13 +29,3 @@ def app_by_id(*, app_id: str) -> App | None:
 
 def deployment_history(*, app: App) -> QuerySet[Deployment]:
     return app.deployments.select_related("workflow_version").order_by("-created_at")
-
-
-def deployed_requirements(*, app: App) -> list[Requirement]:
-    """Requirements referenced by the App's live version (one indexed query)."""
-    deployment = app.current_deployment
-    if deployment is None:
-        return []
-    return list(
-        Requirement.objects.filter(versions=deployment.workflow_version_id).order_by("name")
-    )

@@ -33,7 +33,7 @@ def normalize_origins(origins) -> list[str]:
     return list(dict.fromkeys(result))
 
 
-def _check_hostname(hostname: str) -> str:
+def validate_hostname(hostname: str) -> str:
     hostname = hostname.strip().lower().rstrip(".")
     platform_hosts = {settings.PLATFORM_HOST.lower(), *(h.lower() for h in settings.PLATFORM_HOST_ALIASES)}
     if not _HOSTNAME.match(hostname) or hostname in platform_hosts:
@@ -59,7 +59,7 @@ def app_create(
     if App.objects.filter(project=project, name=name).exists():
         raise Conflict("An App with this name already exists in the project.", details={"name": [name]})
     app_id = uuid.uuid4()
-    hostname = _check_hostname(hostname) if hostname else f"{app_id}.{settings.APPS_DOMAIN}"
+    hostname = validate_hostname(hostname) if hostname else f"{app_id}.{settings.APPS_DOMAIN}"
     if App.objects.filter(hostname=hostname).exists():
         raise Conflict("This hostname is taken.", details={"hostname": [hostname]})
     try:

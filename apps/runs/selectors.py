@@ -2,12 +2,10 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from apps.connect.models import EndUserLink
-from apps.connections.models import Connection
+from apps.connect.selectors import requirement_statuses
 from apps.core.errors import BadRequest
 from apps.core.pagination import apply_sort
 from apps.deployments.models import App
-from apps.deployments.selectors import deployed_requirements
 
 from .models import Run
 
@@ -29,25 +27,19 @@ def runs_for_app(*, app: App, params) -> QuerySet[Run]:
 
 
 def requirements_status(*, app: App, user_id: str) -> dict:
-    """Which requirements of the App's live version this user has satisfied. Two indexed queries,
-    whatever the number of users or links."""
-    requirements = deployed_requirements(app=app)
-    satisfied = set(
-        EndUserLink.objects.filter(
-            app=app, user_id=user_id, requirement__in=[r.id for r in requirements],
-            connection__status=Connection.Status.ACTIVE,
-        ).values_list("requirement_id", flat=True)
-    ) if requirements else set()
+    """`GET /v1/requirements/status`: which requirements of the App's live version this user has
+    satisfied (linked with an `active` connection). One indexed query, whatever the number of users
+    or links (apps.connect.selectors.requirement_statuses)."""
     unsatisfied = [
         {
-            "id": str(r.id),
-            "type": r.type,
-            "name": r.name,
-            "form": {"title": r.title, "description": r.description},
-            "spec": r.spec,
-            "workflow_id": str(r.workflow_id),
+            "id": str(item.requirement.id),
+            "type": item.requirement.type,
+            "name": item.requirement.name,
+            "form": {"title": item.requirement.title, "description": item.requirement.description},
+            "spec": item.requirement.spec,
+            "workflow_id": str(item.requirement.workflow_id),
         }
-        for r in requirements
-        if r.id not in satisfied
+        for item in requirement_statuses(app=app, user_id=user_id)
+        if not item.completed
     ]
     return {"status": "incomplete" if unsatisfied else "complete", "unsatisfied": unsatisfied}

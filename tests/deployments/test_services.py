@@ -7,9 +7,10 @@ import uuid
 import pytest
 from django.db import IntegrityError, transaction
 
+from apps.connect.selectors import requirement_statuses
 from apps.core.errors import BadRequest, Conflict, NotFound
 from apps.deployments.models import App, Deployment
-from apps.deployments.selectors import app_for_hostname, deployed_requirements, deployment_history
+from apps.deployments.selectors import app_for_hostname, deployment_history
 from apps.deployments.services import app_create, app_update, deploy, rollback
 from tests import factories
 from tests.core.rawsql import raw_column
@@ -155,10 +156,10 @@ class TestDeploy:
         version = factories.make_version(workflow, factories.definition(
             factories.http_node("call", ref={"requirement": str(requirement.id)}, url="https://billing.example.com/x"),
         ))
-        assert deployed_requirements(app=app) == []
+        assert requirement_statuses(app=app, user_id="user-42") == []
         deploy(app=app, version=version)
         app.refresh_from_db()
-        assert deployed_requirements(app=app) == [requirement]
+        assert [s.requirement for s in requirement_statuses(app=app, user_id="user-42")] == [requirement]
 
 
 class TestRollback:
