@@ -1,11 +1,46 @@
-"""Celery application for the `celery` runs executor: `celery -A config worker`."""
+"""Celery application for the `celery` runs executor: `celery -A config worker`.
+
+Settings come from Django settings (CELERY_*): Redis broker (CELERY_BROKER_URL), late ack, reject on
+worker lost, prefetch 1, JSON only, and CELERY_BROKER_TRANSPORT_OPTIONS' visibility timeout (how long
+Redis waits before redelivering the message of a worker that vanished).
+"""
 
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _mark_worker_process(**kwargs):
+    from apps.runs.executors import mark_celery_worker
+
+    mark_celery_worker()
+
+
+@worker_ready.connect
+def _recover_lost_runs(**kwargs):
+    """Runs accepted while the broker was unreachable stay `created` with no message: queue them again.
+    Only runs older than the lease (a fresh one's message is most likely still in the queue; a duplicate
+    would be harmless anyway: the claim is atomic). Messages of runs a dead worker had started come back
+    from the broker itself (late ack)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from apps.runs.executors import mark_celery_worker, recover
+
+    mark_celery_worker()
+    try:
+        recover(created_before=timezone.now() - timedelta(seconds=settings.RUNS_LEASE_SECONDS), include_started=False)
+    except Exception:  # the worker must start even if the database is briefly unavailable
+        import logging
+
+        logging.getLogger(__name__).exception("run recovery at worker start failed")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import uuid
@@ -31,6 +32,11 @@ def normalize_origins(origins) -> list[str]:
             raise BadRequest("Invalid App.", details={"allowed_redirect_origins": [f"'{origin}' is not an origin"]})
         result.append(f"{parts.scheme}://{parts.netloc.lower()}")
     return list(dict.fromkeys(result))
+
+
+def new_callback_signing_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes (the key is the decoded bytes)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def validate_hostname(hostname: str) -> str:
@@ -67,7 +73,7 @@ def app_create(
             return App.objects.create(
                 id=app_id, project=project, name=name, hostname=hostname, access_type=access_type,
                 allowed_redirect_origins=normalize_origins(allowed_redirect_origins),
-                callback_signing_secret="whsec_" + secrets.token_urlsafe(32),
+                callback_signing_secret=new_callback_signing_secret(),
             )
     except IntegrityError as exc:
         raise Conflict("An App with this name or hostname already exists.") from exc

@@ -1,19 +1,36 @@
-"""App-host API: direct invoke, runs, requirement status. `request.app` is set by AppHostMiddleware."""
+"""App-host API: direct invoke, runs, run events and streams, cancel, files, requirement status.
+`request.app` is set by AppHostMiddleware."""
 
 from __future__ import annotations
 
+from django.conf import settings
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import AccessKeyAuthentication, CanUseApp
-from apps.core.errors import BadRequest, NotFound
+from apps.core.errors import BadRequest, NotFound, PayloadTooLarge
 from apps.core.pagination import paginate
 
 from . import modes
-from .models import Run
-from .requests import parse_invoke_request, parse_runs_request
+from .events import tail_events
+from .files import file_create, files_create, files_for_app, serialize_file
+from .models import Run, RunEvent
+from .requests import RunRequest, parse_invoke_request, parse_runs_request
 from .selectors import requirements_status, runs_for_app
-from .services import run_sync, serialize_run
+from .services import run_sync, serialize_event, serialize_run
+from .worker import cancel_run
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets clients that send `Accept: text/event-stream` (EventSource) reach the SSE answers; errors are
+    still the JSON envelope."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return JSONRenderer().render(data)
 
 
 class AppApi(APIView):
@@ -24,11 +41,41 @@ class AppApi(APIView):
         return request.headers.get("Idempotency-Key", "").strip()
 
 
+def _is_multipart(request) -> bool:
+    return (request.content_type or "").startswith("multipart/")
+
+
+def _check_upload_size(request) -> None:
+    """Refuse an oversized body before parsing it (a multipart body holds at most 20 files; allow their
+    envelope), then each file again by its real size."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.MAX_UPLOAD_BYTES * 20 + 1024 * 1024:
+        raise PayloadTooLarge("The request body is too large.")
+
+
+def _attach_files(request, run_request: RunRequest) -> None:
+    """`file_ids` must be files of this App; multipart `files` parts become Files of this App."""
+    if run_request.file_ids:
+        files_for_app(app=request.app, file_ids=run_request.file_ids)
+    if _is_multipart(request):
+        uploads = request.FILES.getlist("files")
+        created = files_create(app=request.app, uploads=uploads) if uploads else []
+        run_request.file_ids = [*run_request.file_ids, *(str(f.id) for f in created)]
+
+
 class InvokeApi(AppApi):
     """`POST /`: the seed's direct invoke. Sync by default; stream (SSE) and async (202 + callbacks)."""
 
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
     def post(self, request):
+        if _is_multipart(request):
+            _check_upload_size(request)
         run_request = parse_invoke_request(request.data, idempotency_key=self.idempotency_key(request))
+        _attach_files(request, run_request)
         if run_request.mode == "sync":
             run, _ = run_sync(app=request.app, request=run_request)
             return Response({"data": serialize_run(run)})
@@ -36,11 +83,16 @@ class InvokeApi(AppApi):
 
 
 class RunsApi(AppApi):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
     def get(self, request):
         return Response(paginate(request, runs_for_app(app=request.app, params=request.query_params), serialize_run))
 
     def post(self, request):
+        if _is_multipart(request):
+            _check_upload_size(request)
         run_request = parse_runs_request(request.data, idempotency_key=self.idempotency_key(request))
+        _attach_files(request, run_request)
         if run_request.mode == "sync":
             run, _ = run_sync(app=request.app, request=run_request)
             return Response({"data": serialize_run(run)})
@@ -57,6 +109,60 @@ def get_run(request, run_id) -> Run:
 class RunDetailApi(AppApi):
     def get(self, request, run_id):
         return Response({"data": serialize_run(get_run(request, run_id))})
+
+
+class RunEventsApi(AppApi):
+    """`GET /v1/runs/{id}/events`: paginated, in sequence order."""
+
+    def get(self, request, run_id):
+        run = get_run(request, run_id)
+        return Response(paginate(request, RunEvent.objects.filter(run=run).order_by("sequence"), serialize_event))
+
+
+class RunStreamApi(AppApi):
+    """`GET /v1/runs/{id}/stream?after_sequence=N`: SSE of the run's events after N, closed after the
+    terminal event; `: heartbeat` when idle."""
+
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    def get(self, request, run_id):
+        run = get_run(request, run_id)
+        raw = request.query_params.get("after_sequence", "0") or "0"
+        try:
+            after = int(raw)
+        except ValueError:
+            after = -1
+        if after < 0:
+            raise BadRequest("Invalid after_sequence.", details={"after_sequence": ["must be an integer of at least 0"]})
+        return modes.sse_response(modes.run_event_frames(tail_events(run_id=run.id, after_sequence=after)),
+                                  run_id=str(run.id))
+
+
+class RunCancelApi(AppApi):
+    """`POST /v1/runs/{id}/cancel`: `{"message": "canceled"}`; a finished run is left as it is (200)."""
+
+    def post(self, request, run_id):
+        run = get_run(request, run_id)
+        cancel_run(run_id=run.id)
+        return Response({"message": "canceled"})
+
+
+class FilesApi(AppApi):
+    """`POST /v1/files` (multipart part `file`) → 201 `{"data": {id, name, size, mime_type}}`."""
+
+    def post(self, request):
+        if not _is_multipart(request):
+            from apps.core.errors import UnsupportedMediaType
+
+            raise UnsupportedMediaType("Upload files as multipart/form-data with a part named 'file'.")
+        _check_upload_size(request)
+        uploads = request.FILES.getlist("file")
+        unknown = sorted(set(request.data.keys()) - {"file"})
+        if unknown:
+            raise BadRequest(f"Unknown field(s): {', '.join(unknown)}.", details={k: ["unknown field"] for k in unknown})
+        if len(uploads) != 1:
+            raise BadRequest("Send exactly one part named 'file'.", details={"file": ["exactly one file is required"]})
+        return Response({"data": serialize_file(file_create(app=request.app, upload=uploads[0]))}, status=201)
 
 
 class RequirementsStatusApi(AppApi):
