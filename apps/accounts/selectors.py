@@ -14,7 +14,8 @@ def access_key_authenticate(*, raw_key: str) -> AccessKey | None:
     """The usable key for `raw_key`, or None. One indexed query (+ a throttled last_used_at update)."""
     if not raw_key.startswith("dynamiq_acc_") or len(raw_key) > 200:
         return None
-    key = AccessKey.objects.select_related("organization", "project").filter(digest=digest_access_key(raw_key)).first()
+    # Scope checks read project_id/organization_id only; the management API reads key.project (joined here).
+    key = AccessKey.objects.select_related("project").filter(digest=digest_access_key(raw_key)).order_by().first()
     if key is None or not key.matches(raw_key):
         return None
     now = timezone.now()

@@ -59,12 +59,15 @@ def to_resolved_connection(connection: Connection, *, requirement_id: str | None
 
 
 def _load(*, app_id: str, user_id: str | None, connection_ids: list[str], requirement_ids: list[str]):
-    shared = list(Connection.objects.filter(id__in=connection_ids, app__isnull=True, project__apps__id=app_id))
+    shared = list(
+        Connection.objects.filter(id__in=connection_ids, app__isnull=True, project__apps__id=app_id).order_by()
+    ) if connection_ids else []
     links: list[EndUserLink] = []
     if requirement_ids and user_id:
         links = list(
             EndUserLink.objects.filter(app_id=app_id, user_id=user_id, requirement_id__in=requirement_ids)
             .select_related("connection")
+            .order_by()
         )
     return shared, links
 
@@ -77,8 +80,13 @@ def resolve_credentials(
     user_id: str | None,
     run_id: str | None,
     requester: str = CredentialAccess.Requester.IN_PROCESS,
+    audit_sink: list[CredentialAccess] | None = None,
 ) -> Resolution:
-    """Resolve a run's references. Unsatisfied requirements are reported, never guessed; always audited."""
+    """Resolve a run's references. Unsatisfied requirements are reported, never guessed; always audited.
+
+    With `audit_sink` the (unsaved) audit row is appended there instead of written: the synchronous run
+    path writes it in the same transaction as the run, saving a write transaction per run.
+    """
     connection_ids, requirement_ids = _uuids(connection_ids), _uuids(requirement_ids)
     shared, links = _load(app_id=app_id, user_id=user_id, connection_ids=connection_ids, requirement_ids=requirement_ids)
 
@@ -120,10 +128,14 @@ def resolve_credentials(
         "connections": sorted(resolution.connections),
         "requirements": {rid: c.connection_id for rid, c in resolution.requirements.items()},
     }
-    CredentialAccess.objects.create(
+    audit = CredentialAccess(
         requester=requester, run_id=run_id, app_id=app_id, user_id=user_id or "",
         connection_ids=connection_ids, requirement_ids=requirement_ids, outcome=outcome, details=details,
     )
+    if audit_sink is None:
+        audit.save(force_insert=True)
+    else:
+        audit_sink.append(audit)
     return resolution
 
 
@@ -154,15 +166,27 @@ def handle_unauthorized(*, connection_id: str, requirement_id: str | None, run_i
 
 
 class InProcessResolver:
-    """The engine's resolver inside the web tier or a worker that shares the database."""
+    """The engine's resolver inside the web tier or a worker that shares the database.
+
+    `defer_audit=True`: audit rows collect in `pending_audit` and the caller must write them
+    (`write_pending_audit`), normally in the transaction that stores the run.
+    """
 
     requester = CredentialAccess.Requester.IN_PROCESS
+
+    def __init__(self, *, defer_audit: bool = False):
+        self.pending_audit: list[CredentialAccess] | None = [] if defer_audit else None
 
     def resolve(self, *, connection_ids, requirement_ids, app_id, user_id, run_id) -> Resolution:
         return resolve_credentials(
             connection_ids=connection_ids, requirement_ids=requirement_ids, app_id=app_id,
-            user_id=user_id, run_id=run_id, requester=self.requester,
+            user_id=user_id, run_id=run_id, requester=self.requester, audit_sink=self.pending_audit,
         )
+
+    def write_pending_audit(self) -> None:
+        if self.pending_audit:
+            CredentialAccess.objects.bulk_create(self.pending_audit)
+            self.pending_audit.clear()
 
     def on_unauthorized(self, *, connection: ResolvedConnection, run_id: str | None) -> ResolvedConnection | None:
         refreshed = handle_unauthorized(

@@ -8,9 +8,9 @@ from .models import App, Deployment
 
 
 def _app_queryset() -> QuerySet[App]:
-    return App.objects.select_related(
-        "project__organization", "current_deployment__workflow_version__workflow"
-    )
+    # What the App-host path reads (project IDs for key scope, the live version's definition) and no
+    # more: this query runs on every App-host request. `order_by()` drops the model's default ordering.
+    return App.objects.select_related("project", "current_deployment__workflow_version").order_by()
 
 
 def app_for_hostname(*, hostname: str) -> App | None:

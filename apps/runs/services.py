@@ -169,7 +169,10 @@ def raise_for_rejected(run: Run, result: RunResult) -> None:
 
 
 def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | None = None) -> tuple[Run, bool]:
-    """Run to completion in this request. Returns (run, replayed): replayed when the Idempotency-Key matched."""
+    """Run to completion in this request. Returns (run, replayed): replayed when the Idempotency-Key matched.
+
+    Writes once, at the end: the run, its events and the credential audit row in one transaction.
+    """
     existing = idempotent_run(app=app, key=request.idempotency_key)
     if existing is not None:
         return existing, True
@@ -177,19 +180,25 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
     run.status = Run.Status.STARTED
     run.started_at = timezone.now()
     run.attempts = 1
+    if resolver is None:
+        resolver = InProcessResolver(defer_audit=True) if not settings.CREDENTIALS_API_URL else default_resolver()
+    write_audit = getattr(resolver, "write_pending_audit", lambda: None)
     buffer = EventBuffer(run)
     buffer.emit("run.created", {"mode": run.mode})
     buffer.emit("run.started", {})
     result = execute_run(run=run, emit=buffer.emit, resolver=resolver)
     if (result.error or {}).get("code") == "invalid_input":
-        raise_for_rejected(run, result)  # a bad request is not a run: nothing is stored
+        raise_for_rejected(run, result)  # a bad request is not a run: nothing is stored (nothing was resolved)
     buffer.emit(f"run.{run.status}", terminal_event_data(run))
     try:
         with transaction.atomic():
+            write_audit()
             run.save(force_insert=True)
             buffer.flush()
     except IntegrityError:
-        # Two requests with the same Idempotency-Key raced; the other one's run stands.
+        # Two requests with the same Idempotency-Key raced; the other one's run stands. Credentials
+        # were resolved all the same: the audit row is still written.
+        write_audit()
         existing = idempotent_run(app=app, key=request.idempotency_key)
         if existing is None:
             raise
