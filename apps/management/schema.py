@@ -46,9 +46,11 @@ class ConnectTokenScheme(OpenApiAuthenticationExtension):
 
 
 def _strict_request_components() -> set[str]:
+    from apps.runs.schema import ClosedRequestSerializer
+
     from .serializers import StrictInputSerializer
 
-    found, pending = set(), [StrictInputSerializer]
+    found, pending = set(), [StrictInputSerializer, ClosedRequestSerializer]
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
@@ -58,7 +60,7 @@ def _strict_request_components() -> set[str]:
 
 
 def _forbid_unknown_request_fields(components: dict) -> None:
-    """Management inputs refuse unknown fields (400); say so in the schema, so clients and fuzzers know."""
+    """Management and App-host inputs refuse unknown fields (400); say so in the schema, so clients and fuzzers know."""
     strict = _strict_request_components()
     for name, component in components.get("schemas", {}).items():
         if name in strict and component.get("type") == "object":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,8 +12,10 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import AccessKeyAuthentication, CanUseApp
 from apps.core.errors import BadRequest, NotFound, PayloadTooLarge
 from apps.core.pagination import paginate
+from apps.core.schema import envelope, page
 
 from . import modes
+from . import schema as doc
 from .events import tail_events
 from .files import file_create, files_create, files_for_app, serialize_file
 from .models import Run, RunEvent
@@ -30,6 +33,11 @@ class EventStreamRenderer(BaseRenderer):
     format = "sse"
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
+        # The SSE answers are StreamingHttpResponses that never come here: what comes here is a JSON body
+        # (an error, a 202, a synchronous run), so label it JSON rather than text/event-stream.
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = JSONRenderer.media_type
         return JSONRenderer().render(data)
 
 
@@ -71,6 +79,18 @@ class InvokeApi(AppApi):
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
+    @extend_schema(
+        tags=[doc.TAG], operation_id="app_invoke", summary="Invoke the App (sync, async with callbacks, or stream)",
+        description="The seed's direct invoke. Synchronous by default: 200 `{data: Run}`. `execution_mode: async`: "
+                    "202 `{id, status: accepted}`, the run's end is POSTed to the callbacks. `stream: true`: "
+                    "`text/event-stream`. Exactly the documented fields: any other (e.g. `connections`, `user_id`) is "
+                    "a 400 naming it, as connections cannot be overridden per request." + doc.PUBLIC_APPS,
+        request={"application/json": doc.InvokeSerializer, "multipart/form-data": doc.InvokeMultipartSerializer},
+        parameters=[doc.IDEMPOTENCY_KEY],
+        responses={(200, "application/json"): doc.RUN_ENVELOPE, (200, "text/event-stream"): doc.SSE_INVOKE,
+                   (202, "application/json"): doc.RunAcceptedSerializer,
+                   **doc.app_errors(400, 409, 413, 415, 502)},
+    )
     def post(self, request):
         if _is_multipart(request):
             _check_upload_size(request)
@@ -85,9 +105,27 @@ class InvokeApi(AppApi):
 class RunsApi(AppApi):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
+    @extend_schema(
+        tags=[doc.TAG], operation_id="app_runs_list", summary="List the App's runs (newest first)",
+        description="Filters: `status` (repeatable), `user_id`, `session_id`." + doc.PUBLIC_APPS,
+        parameters=[*doc.RUN_FILTERS, *doc.PAGE_PARAMETERS],
+        responses={200: page(doc.RunSerializer), **doc.app_errors(400)},
+    )
     def get(self, request):
         return Response(paginate(request, runs_for_app(app=request.app, params=request.query_params), serialize_run))
 
+    @extend_schema(
+        tags=[doc.TAG], operation_id="app_runs_create", summary="Run the App's workflow (sync, background or stream)",
+        description="Synchronous by default: 200 `{data: Run}`. `background: true`: 202 `{data: Run}` (status "
+                    "`created`). `stream: true`: `text/event-stream` of run events. `user_id` picks the end user whose "
+                    "linked connections satisfy the workflow's requirements. Exactly the documented fields: any other "
+                    "is a 400 naming it." + doc.PUBLIC_APPS,
+        request={"application/json": doc.RunCreateSerializer, "multipart/form-data": doc.RunCreateMultipartSerializer},
+        parameters=[doc.IDEMPOTENCY_KEY],
+        responses={(200, "application/json"): doc.RUN_ENVELOPE, (200, "text/event-stream"): doc.SSE_RUN_EVENTS,
+                   (202, "application/json"): doc.RUN_ENVELOPE,
+                   **doc.app_errors(400, 409, 413, 415, 502)},
+    )
     def post(self, request):
         if _is_multipart(request):
             _check_upload_size(request)
@@ -107,6 +145,8 @@ def get_run(request, run_id) -> Run:
 
 
 class RunDetailApi(AppApi):
+    @extend_schema(tags=[doc.TAG], operation_id="app_runs_retrieve", summary="A run", description=doc.PUBLIC_APPS.strip(),
+                   responses={200: doc.RUN_ENVELOPE, **doc.app_errors()})
     def get(self, request, run_id):
         return Response({"data": serialize_run(get_run(request, run_id))})
 
@@ -114,6 +154,11 @@ class RunDetailApi(AppApi):
 class RunEventsApi(AppApi):
     """`GET /v1/runs/{id}/events`: paginated, in sequence order."""
 
+    @extend_schema(
+        tags=[doc.TAG], operation_id="app_runs_events_list", summary="A run's events (sequence order)",
+        description=doc.PUBLIC_APPS.strip(), parameters=doc.PAGE_PARAMETERS,
+        responses={200: page(doc.RunEventSerializer), **doc.app_errors(400)},
+    )
     def get(self, request, run_id):
         run = get_run(request, run_id)
         return Response(paginate(request, RunEvent.objects.filter(run=run).order_by("sequence"), serialize_event))
@@ -125,6 +170,12 @@ class RunStreamApi(AppApi):
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
+    @extend_schema(
+        tags=[doc.TAG], operation_id="app_runs_stream", summary="Stream a run's events (Server-Sent Events)",
+        description="Events after `after_sequence`, then live ones until the run ends." + doc.PUBLIC_APPS,
+        parameters=[doc.AFTER_SEQUENCE],
+        responses={(200, "text/event-stream"): doc.SSE_RUN_EVENTS, **doc.app_errors(400)},
+    )
     def get(self, request, run_id):
         run = get_run(request, run_id)
         raw = request.query_params.get("after_sequence", "0") or "0"
@@ -141,6 +192,11 @@ class RunStreamApi(AppApi):
 class RunCancelApi(AppApi):
     """`POST /v1/runs/{id}/cancel`: `{"message": "canceled"}`; a finished run is left as it is (200)."""
 
+    @extend_schema(
+        tags=[doc.TAG], operation_id="app_runs_cancel", summary="Cancel a run",
+        description="A finished run is left as it is (200 all the same)." + doc.PUBLIC_APPS, request=None,
+        responses={200: doc.CancelSerializer, **doc.app_errors()},
+    )
     def post(self, request, run_id):
         run = get_run(request, run_id)
         cancel_run(run_id=run.id)
@@ -150,6 +206,13 @@ class RunCancelApi(AppApi):
 class FilesApi(AppApi):
     """`POST /v1/files` (multipart part `file`) → 201 `{"data": {id, name, size, mime_type}}`."""
 
+    @extend_schema(
+        tags=[doc.TAG], operation_id="app_files_create", summary="Upload a file for later runs",
+        description="One multipart part named `file`; the File belongs to this App (use its ID in `file_ids`)."
+                    + doc.PUBLIC_APPS,
+        request={"multipart/form-data": doc.FileUploadSerializer},
+        responses={201: envelope(doc.FileSerializer), **doc.app_errors(400, 413, 415)},
+    )
     def post(self, request):
         if not _is_multipart(request):
             from apps.core.errors import UnsupportedMediaType
@@ -166,6 +229,12 @@ class FilesApi(AppApi):
 
 
 class RequirementsStatusApi(AppApi):
+    @extend_schema(
+        tags=[doc.TAG], operation_id="app_requirements_status",
+        summary="Which of the deployed version's requirements this end user has satisfied",
+        description=doc.PUBLIC_APPS.strip(), parameters=[doc.USER_ID],
+        responses={200: doc.RequirementsStatusSerializer, **doc.app_errors(400)},
+    )
     def get(self, request):
         user_id = request.query_params.get("user_id", "")
         if not user_id or len(user_id) > 255:

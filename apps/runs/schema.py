@@ -1,0 +1,254 @@
+"""OpenAPI description of the App-host API (drf-spectacular). Documentation only: the views never use
+these serializers at run time (the run path serializes with plain functions, `services.serialize_run`
+and friends), so each one states exactly what those functions and `requests.py` produce and accept.
+
+Request bodies subclass `ClosedRequestSerializer`: the API refuses unknown top-level fields, and the
+schema generator (apps.management.schema) marks their components `additionalProperties: false`.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+from apps.core.schema import ErrorBodySerializer, ErrorSerializer, envelope, error_responses
+
+from .files import MAX_FILES_PER_RUN
+from .models import Run
+from .requests import MAX_CALLBACKS
+
+TAG = "app host"  # the tag apps.management.schema gives App-host operations (APP_HOST_TAG)
+
+PUBLIC_APPS = (
+    "\n\nAuthentication: an access key of the App's project or organization (`Authorization: Bearer "
+    "dynamiq_acc_...`); a key of another project or organization gets 403. A **public** App accepts the request "
+    "without a key."
+)
+
+# Requests
+
+
+class ClosedRequestSerializer(serializers.Serializer):
+    # A documented request body whose unknown top-level fields are refused with 400 (a comment, not a
+    # docstring: drf-spectacular would copy a docstring into every schema).
+    pass
+
+
+class CallbackAuthSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["bearer"])
+    token = serializers.CharField(max_length=4096)
+
+
+class CallbackSerializer(ClosedRequestSerializer):
+    url = serializers.URLField(max_length=2000, help_text="HTTPS, resolving to a public address.")
+    auth = CallbackAuthSerializer(required=False, help_text="Sent as `Authorization: Bearer <token>`.")
+    metadata = serializers.JSONField(required=False, help_text="Echoed in the callback body.")
+
+
+_INPUT_HELP = "The Input node's fields."
+_JSON_PART = " In a multipart request: this object, JSON-encoded."
+
+
+class _RunOptionsSerializer(ClosedRequestSerializer):
+    stream = serializers.BooleanField(required=False, default=False, help_text="Answer as Server-Sent Events.")
+    last_node_output = serializers.BooleanField(required=False, default=False,
+                                                help_text="Return only the final node's output.")
+    error_on_node_failure = serializers.BooleanField(
+        required=False, default=False, help_text="Any node failure fails the request (502 `node_failed`).")
+
+
+class _InvokeFieldsSerializer(_RunOptionsSerializer):
+    execution_mode = serializers.ChoiceField(
+        choices=["sync", "async"], required=False, default="sync",
+        help_text="`async`: 202 `{id, status: accepted}` at once; the run's end is POSTed to the callbacks.")
+
+
+class InvokeSerializer(_InvokeFieldsSerializer):
+    input = serializers.DictField(help_text=_INPUT_HELP)
+    callbacks = CallbackSerializer(many=True, required=False, max_length=MAX_CALLBACKS,
+                                   help_text="Only with `execution_mode: async`.")
+
+
+class InvokeMultipartSerializer(_InvokeFieldsSerializer):
+    input = serializers.CharField(help_text=_INPUT_HELP + _JSON_PART)
+    callbacks = serializers.CharField(required=False, help_text="The callbacks array, JSON-encoded (async only).")
+    files = serializers.ListField(child=serializers.FileField(), required=False, max_length=MAX_FILES_PER_RUN,
+                                  help_text="Uploads; each becomes a File of this App, given to the run.")
+
+
+class _RunsFieldsSerializer(_RunOptionsSerializer):
+    user_id = serializers.CharField(required=False, min_length=1, max_length=255,
+                                    help_text="The end user whose linked connections satisfy the requirements.")
+    session_id = serializers.CharField(required=False, min_length=1, max_length=255)
+    background = serializers.BooleanField(required=False, default=False,
+                                          help_text="202 `{data: Run}` (status `created`) at once; not with `stream`.")
+
+
+class RunCreateSerializer(_RunsFieldsSerializer):
+    input = serializers.DictField(help_text=_INPUT_HELP)
+    file_ids = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=MAX_FILES_PER_RUN,
+                                     help_text="Files of this App (POST /v1/files).")
+
+
+class RunCreateMultipartSerializer(_RunsFieldsSerializer):
+    input = serializers.CharField(help_text=_INPUT_HELP + _JSON_PART)
+    file_ids = serializers.CharField(required=False, help_text="The file_ids array, JSON-encoded.")
+    files = serializers.ListField(child=serializers.FileField(), required=False, max_length=MAX_FILES_PER_RUN)
+
+
+class FileUploadSerializer(ClosedRequestSerializer):
+    file = serializers.FileField()
+
+
+# Responses
+
+
+class NodeConnectionSerializer(serializers.Serializer):
+    connection_id = serializers.CharField()
+    owner = serializers.ChoiceField(choices=["project", "end_user"])
+    user_id = serializers.CharField(allow_null=True)
+    requirement_id = serializers.CharField(allow_null=True)
+
+
+class NodeSummarySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["success", "failure", "skipped"])
+    error = serializers.DictField(required=False, help_text="`{type, message, ...}`, never a credential.")
+    connection = NodeConnectionSerializer(required=False, help_text="Which connection the node used (IDs only).")
+    duration_ms = serializers.FloatField(required=False)
+
+
+class RunSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    app_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Run.Status.choices)
+    input = serializers.DictField()
+    output = serializers.JSONField(allow_null=True, help_text="The Output node's fields (null unless completed).")
+    error = ErrorBodySerializer(allow_null=True)
+    user_id = serializers.CharField(allow_null=True)
+    session_id = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    nodes = serializers.DictField(child=NodeSummarySerializer(), help_text="By node ID.")
+
+
+class RunAcceptedSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=["accepted"])
+
+
+class RunEventSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField(help_text="`run.created`, `run.started`, `node.started`, `node.completed`, "
+                                           "`node.failed`, `node.skipped`, `llm.delta`, `run.completed`, "
+                                           "`run.failed`, `run.canceled`.")
+    sequence = serializers.IntegerField(min_value=1)
+    timestamp = serializers.DateTimeField()
+    data = serializers.DictField()
+
+
+class FileSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    size = serializers.IntegerField(min_value=0)
+    mime_type = serializers.CharField()
+
+
+class CancelSerializer(serializers.Serializer):
+    message = serializers.CharField()
+
+
+class RequirementFormSerializer(serializers.Serializer):
+    title = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+
+
+class UnsatisfiedRequirementSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField(help_text="The connection type the requirement needs.")
+    name = serializers.CharField()
+    form = RequirementFormSerializer()
+    spec = serializers.DictField()
+    workflow_id = serializers.UUIDField()
+
+
+class RequirementsStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["complete", "incomplete"])
+    unsatisfied = UnsatisfiedRequirementSerializer(many=True)
+
+
+RUN_ENVELOPE = envelope(RunSerializer)
+
+# Server-Sent Events. In OpenAPI 3.0 the schema of a `text/event-stream` answer describes one event (the
+# fields of an SSE frame), as tools that read event streams (e.g. schemathesis) take it.
+SSE_RUN_EVENT_FRAME = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "pattern": "^(run|node|llm)\\.", "description": "The event's `type`."},
+        "id": {"type": "string", "pattern": "^[1-9][0-9]*$", "description": "The event's `sequence`."},
+        "data": {"type": "string", "description": "The RunEvent, JSON-encoded: `{id, type, sequence, timestamp, data}`."},
+    },
+    "required": ["event", "id", "data"],
+}
+SSE_INVOKE_FRAME = {
+    "type": "object",
+    "properties": {
+        "data": {"type": "string", "description": 'JSON: `{"event": "data", "data": {"choices": [{"delta": {"content"}}]}}` '
+                                                  'per LLM delta; the last frame `{"event": "data", "data": {"id", '
+                                                  '"status", "output", "error"}}`.'},
+    },
+    "required": ["data"],
+}
+SSE_RUN_EVENTS = OpenApiResponse(
+    SSE_RUN_EVENT_FRAME,
+    description="`text/event-stream`: one frame per run event (`event: <type>`, `id: <sequence>`, "
+                "`data: <RunEvent JSON>`) in sequence order, `: heartbeat` every 15 s when idle; the stream closes "
+                "after `run.completed`, `run.failed` or `run.canceled`. Header `X-Run-Id`.",
+)
+SSE_INVOKE = OpenApiResponse(
+    SSE_INVOKE_FRAME,
+    description='`text/event-stream` (with `stream: true`): `data: {"event": "data", "data": {"choices": '
+                '[{"delta": {"content": "..."}}]}}` per LLM delta, then one final frame `data: {"event": "data", '
+                '"data": {"id", "status", "output", "error"}}`, then the stream ends. Header `X-Run-Id`.',
+)
+
+_NOT_FOUND = "No such App (on the `/apps/{app_id}` alias), or no such object in this App."
+NODE_FAILED = OpenApiResponse(
+    ErrorSerializer, description="`node_failed`: a node failed and the request asked for `error_on_node_failure` "
+                                 "(`details.run_id` names the stored run).")
+
+
+def app_errors(*codes: int) -> dict:
+    """401, 403 and 404 can answer every App-host operation; `codes` adds the others it can give."""
+    responses = error_responses(401, 403, 404, *(c for c in codes if c != 502), _404=_NOT_FOUND,
+                                _409="`requirements_unsatisfied` (the user has not linked what the workflow needs; "
+                                     "`details.run_id`), or the App has no deployed version.")
+    if 502 in codes:
+        responses[502] = NODE_FAILED
+    return responses
+
+
+PAGE_PARAMETERS = [
+    OpenApiParameter("page", {"type": "integer", "minimum": 1}, description="1-based page number."),
+    OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": 100},
+                     description="Items per page (1-100, default 20)."),
+]
+RUN_FILTERS = [
+    OpenApiParameter("status", {"type": "array", "items": {"type": "string", "enum": Run.Status.values}},
+                     style="form", explode=True, description="Only runs in these statuses (repeatable)."),
+    OpenApiParameter("user_id", OpenApiTypes.STR, description="Only this end user's runs."),
+    OpenApiParameter("session_id", OpenApiTypes.STR, description="Only this session's runs."),
+    OpenApiParameter("sort", OpenApiTypes.STR,
+                     description="Comma-separated fields, `-` for descending. Sortable: created_at, started_at, "
+                                 "ended_at, status. Default `-created_at`."),
+]
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", {"type": "string", "maxLength": 255}, location=OpenApiParameter.HEADER,
+    description="A repeat within 24 h answers with the first run instead of starting another.",
+)
+AFTER_SEQUENCE = OpenApiParameter(
+    "after_sequence", {"type": "integer", "minimum": 0}, description="Resume after this event sequence (default 0).")
+USER_ID = OpenApiParameter("user_id", {"type": "string", "minLength": 1, "maxLength": 255}, required=True,
+                           description="The end user (opaque, 1-255 characters).")
+
