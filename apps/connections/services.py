@@ -94,7 +94,15 @@ def connection_update_config(*, connection: Connection, config: dict, actor=None
     locked = Connection.objects.select_for_update().get(pk=connection.pk)
     before = locked.config or {}
     if locked.type == "oauth2":
-        # Token fields belong to the authorization flow; an edit can only change the non-token fields.
+        # Token fields belong to the authorization flow; an edit can only change the non-token fields,
+        # and never the origin the tokens go to while tokens are stored (authorize a new connection).
+        if before.get("access_token") and before.get("url") and (
+            connection_types.origin(config.get("url") or "") != connection_types.origin(before["url"])
+        ):
+            raise BadRequest(
+                "Invalid connection config.",
+                details={"config": {"url": ["cannot change while tokens are stored; authorize a new connection"]}},
+            )
         config = {**config, "provider_id": before.get("provider_id")}
         for token_field in ("access_token", "refresh_token", "expires_at", "scope", "token_type"):
             config.pop(token_field, None)
@@ -157,6 +165,15 @@ def oauth_provider_update(*, provider: OAuthProvider, **changes: Any) -> OAuthPr
         raise BadRequest("Unknown fields.", details={k: ["not allowed"] for k in sorted(unknown)})
     if changes.get("client_secret") in (None, "", connection_types.MASK):
         changes.pop("client_secret", None)
+        # The client secret (and every connection's refresh token) goes to these URLs: a new one needs
+        # the secret typed again, so a client that cannot read the secret cannot redirect it either.
+        moved = [f for f in ("authorize_url", "token_url", "revoke_url")
+                 if f in changes and (changes[f] or "") != (getattr(provider, f) or "")]
+        if moved and provider.client_secret:
+            raise BadRequest(
+                "Invalid OAuth2 provider.",
+                details={"client_secret": [f"re-enter the client secret: {', '.join(moved)} changed"]},
+            )
     for key, value in changes.items():
         setattr(provider, key, value)
     provider.save()

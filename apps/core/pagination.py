@@ -30,7 +30,7 @@ def _positive_int(raw: str | None, name: str, default: int, maximum: int | None 
 def apply_sort(queryset: QuerySet, raw: str | None, *, allowed: Iterable[str], default: str) -> QuerySet:
     """`sort=created_at` or `sort=-created_at` (comma-separated), only over `allowed` fields."""
     allowed = set(allowed)
-    fields = [f.strip() for f in (raw or default).split(",") if f.strip()]
+    fields = [f.strip() for f in (raw or "").split(",") if f.strip()] or [default]
     for field in fields:
         if field.lstrip("-") not in allowed:
             raise BadRequest("Invalid sort.", details={"sort": [f"sortable fields: {', '.join(sorted(allowed))}"]})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,7 +62,10 @@ class ConnectionType:
     node_types: tuple[str, ...] = ()
     # OAuth2 connections are filled by the authorization flow, never typed in by hand.
     oauth: bool = False
-    extra_checks: tuple = field(default=(), compare=False)
+    # Fields that decide where the secrets are sent. Changing one of them makes every stored secret
+    # "must be re-entered": otherwise a client that may edit but never read a connection could point
+    # the stored key at a server of its own.
+    destination_fields: tuple[str, ...] = ()
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -82,6 +85,7 @@ HTTP = ConnectionType(
     label="HTTP",
     aliases=("dynamiq.connections.Http", "Http"),
     node_types=("http",),
+    destination_fields=("url",),
     fields=(
         Field("url", "url", label="Base URL", help_text="Fixes the origin credentials may be sent to."),
         Field("method", "choice", default="GET", choices=HTTP_METHODS, label="Method"),
@@ -99,6 +103,7 @@ HTTP_API_KEY = ConnectionType(
     label="HTTP API key",
     aliases=("dynamiq.connections.HttpApiKey", "HttpApiKey"),
     node_types=("http",),
+    destination_fields=("url",),
     fields=(
         Field("url", "url", required=True, label="Base URL"),
         Field("api_key", "string", required=True, secret=True, label="API key"),
@@ -112,6 +117,7 @@ OPENAI = ConnectionType(
     label="OpenAI-compatible LLM",
     aliases=("dynamiq.connections.OpenAI", "OpenAI"),
     node_types=("llm",),
+    destination_fields=("base_url",),
     fields=(
         Field("api_key", "string", required=True, secret=True, label="API key"),
         Field("base_url", "url", default="https://api.openai.com/v1", label="Base URL"),
@@ -125,6 +131,7 @@ OAUTH2 = ConnectionType(
     aliases=("dynamiq.connections.OAuth2", "OAuth2"),
     node_types=("http",),
     oauth=True,
+    destination_fields=("url",),  # provider_id is fixed by the service
     fields=(
         Field("provider_id", "string", required=True, label="Provider"),
         Field("url", "url", label="Base URL", help_text="Origin the access token may be sent to."),
@@ -142,6 +149,7 @@ POSTGRESQL = ConnectionType(
     label="PostgreSQL",
     aliases=("dynamiq.connections.PostgreSQL", "PostgreSQL"),
     node_types=("sql",),
+    destination_fields=("host", "port"),
     fields=(
         Field("host", "string", required=True, label="Host"),
         Field("port", "integer", default=5432, label="Port"),
@@ -217,12 +225,16 @@ def validate_config(type_name: str, config: Any, *, partial_base: Mapping[str, A
     if unknown:
         errors["config"] = [f"unknown field(s) for type {ctype.name}: {', '.join(unknown)}"]
     result: dict[str, Any] = {}
+    kept: list[str] = []  # secrets carried over from the stored config (sent blank or masked)
     for f in ctype.fields:
         value = config.get(f.name)
         if partial_base is not None and f.secret and value in (None, "", MASK):
             value = partial_base.get(f.name)
+            if value not in (None, ""):
+                kept.append(f.name)
         if partial_base is not None and f.sensitive_values and isinstance(value, Mapping):
             stored = partial_base.get(f.name) or {}
+            kept.extend(f"{f.name}.{k}" for k, v in value.items() if v == MASK and k in stored)
             value = {k: (stored.get(k, v) if v == MASK else v) for k, v in value.items()}
         if value is None or (value == "" and f.kind != "string"):
             if f.required and not ctype.oauth:
@@ -244,9 +256,42 @@ def validate_config(type_name: str, config: Any, *, partial_base: Mapping[str, A
                 errors.setdefault("parameters", []).append(f"'{name}' is not a valid parameter name")
     if ctype.name == "postgresql" and isinstance(result.get("port"), int) and not 0 < result["port"] < 65536:
         errors.setdefault("port", []).append("must be between 1 and 65535")
+    if partial_base is not None and kept and not errors:
+        # Pinning a destination that was not set narrows where secrets may go; changing one moves them
+        # (for URLs, the origin is the destination: a new path on the same server moves nothing).
+        moved = [
+            name for name in ctype.destination_fields
+            if partial_base.get(name) not in (None, "")
+            and _destination(ctype, name, result.get(name)) != _destination(ctype, name, partial_base.get(name))
+        ]
+        if moved:
+            for name in kept:
+                errors.setdefault(name.split(".")[0], []).append(
+                    f"re-enter {name}: {', '.join(moved)} changed, and a stored secret is never sent to a new destination"
+                )
     if errors:
         raise ConfigError(errors)
     return result
+
+
+def origin(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) with default ports filled in; None for an empty or unparsable URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname.rstrip(".").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _destination(ctype: ConnectionType, name: str, value: Any) -> Any:
+    field_ = ctype.field(name)
+    if field_ is not None and field_.kind == "url" and isinstance(value, str) and value:
+        return origin(value)
+    return value
 
 
 def redact_config(type_name: str, config: Mapping[str, Any]) -> dict:

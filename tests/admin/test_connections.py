@@ -142,14 +142,26 @@ def test_it_adds_an_oauth2_connection_waiting_for_consent(operator_client, world
 def test_editing_an_oauth2_connection_keeps_its_tokens(operator_client, world):
     connection = world.connections["oauth2"]
     response = operator_client.post(change_url(connection), {
-        "cfg_url": "https://crm2.example.com", "cfg_scopes": "a",
+        "cfg_url": "https://crm.example.com/v2", "cfg_scopes": "a",
         "config_changes-TOTAL_FORMS": "0", "config_changes-INITIAL_FORMS": "0",
     })
     assert response.status_code == 302
     connection.refresh_from_db()
     assert connection.config["access_token"] == CANARIES["access_token"]
     assert connection.config["refresh_token"] == CANARIES["refresh_token"]
-    assert connection.config["url"] == "https://crm2.example.com"
+    assert connection.config["url"] == "https://crm.example.com/v2"
+
+
+def test_stored_oauth2_tokens_never_follow_a_new_origin(operator_client, world):
+    connection = world.connections["oauth2"]
+    response = operator_client.post(change_url(connection), {
+        "cfg_url": "https://crm2.example.com", "cfg_scopes": "a",
+        "config_changes-TOTAL_FORMS": "0", "config_changes-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 200  # the form again, with the error
+    assert "url changed" in response.content.decode()
+    connection.refresh_from_db()
+    assert connection.config["url"] == "https://crm.example.com"
 
 
 def test_delete_is_refused_while_a_version_references_the_connection(operator_client, world):

@@ -85,11 +85,28 @@ def test_patch_replaces_config_and_keeps_the_id(owner, world):
 
 def test_patch_with_a_masked_secret_keeps_the_stored_one(owner, world):
     connection = world.api_connection
+    url = connection.config["url"]
     response = owner.patch(f"/v1/connections/{connection.id}",
-                           {"config": {"url": "https://billing3.example.com", "api_key": MASK}}, format="json")
+                           {"config": {"url": url, "api_key": MASK, "prefix": "Token "}}, format="json")
     assert response.status_code == 200
     connection.refresh_from_db()
     assert connection.config["api_key"] == CANARIES["shared_api_key"]
+    assert connection.config["prefix"] == "Token "
+
+
+def test_a_stored_secret_never_follows_a_new_url(owner, world):
+    """A client that may edit but never read a connection cannot point its stored key elsewhere."""
+    connection = world.api_connection
+    url = connection.config["url"]
+    response = owner.patch(f"/v1/connections/{connection.id}",
+                           {"config": {"url": "https://evil.example.com", "api_key": MASK}}, format="json")
+    assert response.status_code == 400
+    assert "api_key" in response.json()["error"]["details"]["config"]
+    connection.refresh_from_db()
+    assert connection.config["url"] == url
+    moved = owner.patch(f"/v1/connections/{connection.id}",
+                        {"config": {"url": "https://billing3.example.com", "api_key": "a-new-key-typed-again"}}, format="json")
+    assert moved.status_code == 200
 
 
 @pytest.mark.parametrize("field", ["name", "type"])

@@ -13,3 +13,4 @@ def test_the_docs_page_loads_only_local_assets(client):
     assert assets and all(asset.startswith("/static/") for asset in assets), assets
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
+
