@@ -25,9 +25,10 @@ dev-deps: $(VENV)/.dev-deps
 
 run: deps
 	mkdir -p var
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py demo
-	$(BIN)/python manage.py runserver 0.0.0.0:$(PORT)
+	PLATFORM_URL=http://localhost:$(PORT) $(BIN)/python manage.py migrate --noinput
+	PLATFORM_URL=http://localhost:$(PORT) $(BIN)/python manage.py demo
+	# Loopback only: development settings (DEBUG, public dev keys) must not face a network.
+	PLATFORM_URL=http://localhost:$(PORT) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 chromium:
 	@scripts/ensure-chromium

@@ -25,6 +25,8 @@ _DEV_CREDENTIALS_API_TOKEN = "dev-credentials-api-token"
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
 FERNET_KEYS = env.list("FERNET_KEYS", default=[_DEV_FERNET_KEY])
 CREDENTIALS_API_TOKEN = env.str("CREDENTIALS_API_TOKEN", default=_DEV_CREDENTIALS_API_TOKEN)
+# The development token is public: while it is in use the internal API answers loopback clients only.
+CREDENTIALS_API_TOKEN_IS_DEVELOPMENT = CREDENTIALS_API_TOKEN == _DEV_CREDENTIALS_API_TOKEN
 
 if not DEBUG:
     problems = []

@@ -59,9 +59,13 @@ class HasAccessKey(permissions.BasePermission):
 
 
 class CanUseApp(permissions.BasePermission):
-    """App-host requests: public Apps are open; private Apps need a key of the App's project or org.
+    """App-host requests need a key of the App's project or organization (another one: 403, SPEC.md
+    section 5).
 
-    A valid key of another project or organization gets 403 (SPEC.md section 5).
+    Public Apps also answer without a key, but only the methods a view lists in `anonymous_methods`:
+    what acts as no end user (invoke, runs without user_id, such runs by ID). Anything keyed by a
+    caller-asserted user_id (runs as a user, their list, requirement status, connect tokens) still
+    needs a key, or anyone could act as any end user of a public App.
     """
 
     message = "This access key cannot use this App."
@@ -72,7 +76,7 @@ class CanUseApp(permissions.BasePermission):
             return False
         key = request.auth if isinstance(request.auth, AccessKey) else None
         if key is None:
-            if app.is_public:
+            if app.is_public and request.method in getattr(view, "anonymous_methods", ()):
                 return True
             raise exceptions.NotAuthenticated("An access key is required.")
         return key.can_act_in(app.project)

@@ -20,19 +20,20 @@ from .models import EndUserLink
 from .selectors import end_user_link
 
 
-def _origin(url: str) -> str | None:
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """The origin a browser would go to, or None for anything ambiguous.
+
+    Refused: backslashes (WHATWG parsers read `\\` as `/`, Python's urlsplit does not, so
+    `https://evil.example\\@good.example/` would pass a urlsplit check and land on evil.example),
+    whitespace and control characters, and userinfo (`user@host`).
+    """
+    if not isinstance(url, str) or "\\" in url or any(c.isspace() or ord(c) < 32 for c in url):
+        return None
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if "@" in parts.netloc:
         return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    default = {"http": 80, "https": 443}[parts.scheme]
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+    origin = connection_types.origin(url)
+    return origin if origin and origin[0] in ("http", "https") else None
 
 
 def redirect_url_allowed(*, app: App, redirect_url: str) -> bool:

@@ -7,11 +7,19 @@ request is internal (X-Internal, X-Forwarded-For, ...) are never read.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 
 from apps.accounts.authentication import bearer_token
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class SystemPrincipal:
@@ -29,6 +37,9 @@ class SystemCredentialAuthentication(authentication.BaseAuthentication):
             return None
         if not hmac.compare_digest(token.encode(), settings.CREDENTIALS_API_TOKEN.encode()):
             raise exceptions.AuthenticationFailed("Invalid system credential.")
+        if settings.CREDENTIALS_API_TOKEN_IS_DEVELOPMENT and not _is_loopback(request.META.get("REMOTE_ADDR", "")):
+            # The development token is published in the source: off this machine it proves nothing.
+            raise exceptions.AuthenticationFailed("The development system credential is accepted from loopback only.")
         return SystemPrincipal(), "system"
 
     def authenticate_header(self, request) -> str:

@@ -27,7 +27,8 @@ class HttpResolver:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"}
         # The internal API is ours: no SSRF guard (it normally lives on a private address by design).
-        self._client = client or httpx.Client(timeout=timeout)
+        # trust_env=False: an HTTP(S)_PROXY from the environment must never see the system token or secrets.
+        self._client = client or httpx.Client(timeout=timeout, trust_env=False)
 
     def _post(self, path: str, body: dict) -> dict:
         response = self._client.post(f"{self.base_url}/internal/v1/credentials/{path}", json=body, headers=self._headers)

@@ -184,9 +184,10 @@ class InProcessResolver:
         )
 
     def write_pending_audit(self) -> None:
+        """Write the pending rows. Not cleared: if the caller's transaction rolls back, calling this again
+        (outside it) writes them after all."""
         if self.pending_audit:
             CredentialAccess.objects.bulk_create(self.pending_audit)
-            self.pending_audit.clear()
 
     def on_unauthorized(self, *, connection: ResolvedConnection, run_id: str | None) -> ResolvedConnection | None:
         refreshed = handle_unauthorized(

@@ -10,7 +10,12 @@ from .models import App, Deployment
 def _app_queryset() -> QuerySet[App]:
     # What the App-host path reads (project IDs for key scope, the live version's definition) and no
     # more: this query runs on every App-host request. `order_by()` drops the model's default ordering.
-    return App.objects.select_related("project", "current_deployment__workflow_version").order_by()
+    # The callback signing secret is deferred: decrypting it on every request would be wasted work.
+    return (
+        App.objects.select_related("project", "current_deployment__workflow_version")
+        .defer("callback_signing_secret")
+        .order_by()
+    )
 
 
 def app_for_hostname(*, hostname: str) -> App | None:

@@ -127,12 +127,16 @@ def rollback(*, app: App, deployment: Deployment | None = None, actor=None) -> D
     if deployment is None:
         if current is None:
             raise Conflict("The App has no deployment to roll back.")
+        # The newest earlier deployment of another version of the same workflow: rolling back to the
+        # version that is live already would change nothing (SPEC: an earlier version of the same workflow).
         deployment = (
-            app.deployments.filter(created_at__lt=current.created_at).exclude(pk=current.pk)
+            app.deployments.filter(created_at__lt=current.created_at,
+                                   workflow_version__workflow_id=current.workflow_version.workflow_id)
+            .exclude(workflow_version_id=current.workflow_version_id)
             .select_related("workflow_version__workflow").order_by("-created_at").first()
         )
         if deployment is None:
-            raise Conflict("There is no earlier deployment to roll back to.")
+            raise Conflict("There is no earlier version of this workflow to roll back to.")
     elif deployment.app_id != app.id:
         raise NotFound("No such deployment.")
     return deploy(app=app, version=deployment.workflow_version, actor=actor, rolled_back_from=current)

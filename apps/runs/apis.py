@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import AccessKeyAuthentication, CanUseApp
-from apps.core.errors import BadRequest, NotFound, PayloadTooLarge
+from apps.core.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from apps.core.pagination import paginate
 from apps.core.schema import envelope, page
 
@@ -78,6 +78,7 @@ class InvokeApi(AppApi):
     """`POST /`: the seed's direct invoke. Sync by default; stream (SSE) and async (202 + callbacks)."""
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]
+    anonymous_methods = ("POST",)  # public Apps: invoke carries no user_id, so no end user's credentials
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_invoke", summary="Invoke the App (sync, async with callbacks, or stream)",
@@ -104,6 +105,7 @@ class InvokeApi(AppApi):
 
 class RunsApi(AppApi):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
+    anonymous_methods = ("POST",)  # public Apps: runs without user_id only (see post)
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_runs_list", summary="List the App's runs (newest first)",
@@ -130,6 +132,10 @@ class RunsApi(AppApi):
         if _is_multipart(request):
             _check_upload_size(request)
         run_request = parse_runs_request(request.data, idempotency_key=self.idempotency_key(request))
+        if run_request.user_id and request.auth is None:
+            # A public App answers anyone; a user_id without a key would let anyone run as any end user.
+            raise Unauthorized("Runs with a user_id need an access key, also on public Apps.",
+                               details={"user_id": ["needs an access key"]})
         _attach_files(request, run_request)
         if run_request.mode == "sync":
             run, _ = run_sync(app=request.app, request=run_request)
@@ -138,13 +144,15 @@ class RunsApi(AppApi):
 
 
 def get_run(request, run_id) -> Run:
+    """A run of this App. Anonymous callers (public Apps) reach only runs without a user_id, by their ID."""
     run = Run.objects.filter(app=request.app, id=run_id).first()
-    if run is None:
+    if run is None or (request.auth is None and run.user_id):
         raise NotFound("No such run.")
     return run
 
 
 class RunDetailApi(AppApi):
+    anonymous_methods = ("GET",)  # public Apps: runs without user_id, by ID (get_run)
     @extend_schema(tags=[doc.TAG], operation_id="app_runs_retrieve", summary="A run", description=doc.PUBLIC_APPS.strip(),
                    responses={200: doc.RUN_ENVELOPE, **doc.app_errors()})
     def get(self, request, run_id):
@@ -152,6 +160,7 @@ class RunDetailApi(AppApi):
 
 
 class RunEventsApi(AppApi):
+    anonymous_methods = ("GET",)  # public Apps: runs without user_id, by ID (get_run)
     """`GET /v1/runs/{id}/events`: paginated, in sequence order."""
 
     @extend_schema(
@@ -165,6 +174,7 @@ class RunEventsApi(AppApi):
 
 
 class RunStreamApi(AppApi):
+    anonymous_methods = ("GET",)  # public Apps: runs without user_id, by ID (get_run)
     """`GET /v1/runs/{id}/stream?after_sequence=N`: SSE of the run's events after N, closed after the
     terminal event; `: heartbeat` when idle."""
 
@@ -190,6 +200,7 @@ class RunStreamApi(AppApi):
 
 
 class RunCancelApi(AppApi):
+    anonymous_methods = ("POST",)  # public Apps: runs without user_id, by ID (get_run)
     """`POST /v1/runs/{id}/cancel`: `{"message": "canceled"}`; a finished run is left as it is (200)."""
 
     @extend_schema(

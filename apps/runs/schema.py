@@ -22,8 +22,9 @@ TAG = "app host"  # the tag apps.management.schema gives App-host operations (AP
 
 PUBLIC_APPS = (
     "\n\nAuthentication: an access key of the App's project or organization (`Authorization: Bearer "
-    "dynamiq_acc_...`); a key of another project or organization gets 403. A **public** App accepts the request "
-    "without a key."
+    "dynamiq_acc_...`); a key of another project or organization gets 403. A **public** App accepts without a "
+    "key only what acts as no end user: invoke, runs without `user_id`, and reading, streaming or canceling such "
+    "runs by ID. Anything per user (`user_id`, runs list, requirement status, connect tokens, uploads) needs a key."
 )
 
 # Requests

@@ -183,26 +183,32 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
     if resolver is None:
         resolver = InProcessResolver(defer_audit=True) if not settings.CREDENTIALS_API_URL else default_resolver()
     write_audit = getattr(resolver, "write_pending_audit", lambda: None)
-    buffer = EventBuffer(run)
-    buffer.emit("run.created", {"mode": run.mode})
-    buffer.emit("run.started", {})
-    result = execute_run(run=run, emit=buffer.emit, resolver=resolver)
-    if (result.error or {}).get("code") == "invalid_input":
-        raise_for_rejected(run, result)  # a bad request is not a run: nothing is stored (nothing was resolved)
-    buffer.emit(f"run.{run.status}", terminal_event_data(run))
+    audit_committed = False
     try:
-        with transaction.atomic():
+        buffer = EventBuffer(run)
+        buffer.emit("run.created", {"mode": run.mode})
+        buffer.emit("run.started", {})
+        result = execute_run(run=run, emit=buffer.emit, resolver=resolver)
+        if (result.error or {}).get("code") == "invalid_input":
+            raise_for_rejected(run, result)  # a bad request is not a run: nothing is stored (nothing was resolved)
+        buffer.emit(f"run.{run.status}", terminal_event_data(run))
+        try:
+            with transaction.atomic():
+                write_audit()
+                run.save(force_insert=True)
+                buffer.flush()
+            audit_committed = True
+        except IntegrityError:
+            # Two requests with the same Idempotency-Key raced; the other one's run stands.
+            existing = idempotent_run(app=app, key=request.idempotency_key)
+            if existing is None:
+                raise
+            return existing, True
+    finally:
+        if not audit_committed:
+            # Credentials may have been resolved (and sent upstream) even if the run was not stored:
+            # the audit row is written on its own then.
             write_audit()
-            run.save(force_insert=True)
-            buffer.flush()
-    except IntegrityError:
-        # Two requests with the same Idempotency-Key raced; the other one's run stands. Credentials
-        # were resolved all the same: the audit row is still written.
-        write_audit()
-        existing = idempotent_run(app=app, key=request.idempotency_key)
-        if existing is None:
-            raise
-        return existing, True
     raise_for_rejected(run, result)
     return run, False
 

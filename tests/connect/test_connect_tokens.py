@@ -65,9 +65,12 @@ def test_a_key_of_another_project_is_forbidden(api_client, setup, teammate_key, 
     assert _mint(api_client, setup.app, {"user_id": "user-42"}, outsider_key).status_code == 403
 
 
-def test_a_public_app_mints_without_a_key(api_client, teammate_project):
+def test_a_public_app_still_needs_a_key_to_mint(api_client, teammate_project, teammate_key):
+    """A connect token acts as one end user: minting one without a key would let anyone link (or unlink)
+    credentials as any user of a public App."""
     s = build_connect_setup(teammate_project, app_name="Public bot", access_type=App.AccessType.PUBLIC)
-    assert _mint(api_client, s.app, {"user_id": "user-42"}).status_code == 201
+    assert _mint(api_client, s.app, {"user_id": "user-42"}).status_code == 401
+    assert _mint(api_client, s.app, {"user_id": "user-42"}, teammate_key).status_code == 201
 
 
 def test_a_connect_token_cannot_mint_tokens(api_client, setup, owner_key):
@@ -168,3 +171,15 @@ class TestTokenFormat:
         del payload[missing]
         with pytest.raises(tokens.InvalidConnectToken):
             tokens.decode(jwt.encode(payload, tokens._key(), algorithm="HS256"))
+
+
+@pytest.mark.parametrize("redirect_url", [
+    "https://evil.example\\@client.example.com/done",  # a browser reads the backslash as a slash: evil.example
+    "https://user@client.example.com/done",
+    "https://client.example.com\t/done",
+    " https://client.example.com/done",
+])
+def test_ambiguous_redirect_urls_are_refused(api_client, setup, owner_key, redirect_url):
+    """Found in review: urlsplit and browsers disagree on backslashes, which made an open redirect."""
+    response = _mint(api_client, setup.app, {"user_id": "user-42", "redirect_url": redirect_url}, owner_key)
+    assert response.status_code == 400

@@ -102,3 +102,14 @@ def test_it_validates_the_body(api_client, linked):
                                HTTP_AUTHORIZATION=f"Bearer {settings.CREDENTIALS_API_TOKEN}")
     assert response.status_code == 400
     assert set(response.json()["error"]["details"]) >= {"connection_ids", "app_id"}
+
+
+def test_the_public_development_token_is_refused_off_loopback(api_client, linked, settings):
+    """Found in review: the development token is in the source; with it the API answers loopback only."""
+    settings.CREDENTIALS_API_TOKEN_IS_DEVELOPMENT = True
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {settings.CREDENTIALS_API_TOKEN}"}
+    remote = api_client.post(URL, linked["body"], format="json", REMOTE_ADDR="192.0.2.10", **auth)
+    assert remote.status_code == 401
+    assert_no_canary(remote.content)
+    local = api_client.post(URL, linked["body"], format="json", REMOTE_ADDR="127.0.0.1", **auth)
+    assert local.status_code == 200

@@ -197,3 +197,12 @@ class TestRollback:
         with pytest.raises(NotFound):
             rollback(app=app, deployment=foreign)
         assert active(app)[0].workflow_version == versions[1]
+
+
+def test_rollback_skips_deployments_of_the_live_version(app, versions):
+    """Found in review: v1, v2, v2 again -> rollback must go to v1, not 'redeploy' v2."""
+    deploy(app=app, version=versions[0])
+    deploy(app=app, version=versions[1])
+    deploy(app=app, version=versions[1])
+    back = rollback(app=app)
+    assert back.workflow_version == versions[0]

@@ -119,3 +119,43 @@ def test_runs_of_another_app_are_404(client, simple_app, project, owner_key):
     run_id = client.post(f"/apps/{simple_app.id}/v1/runs", BODY, content_type="application/json", **auth).json()["data"]["id"]
     other = factories.make_app(project, name="Other", version=simple_app.current_deployment.workflow_version)
     assert client.get(f"/apps/{other.id}/v1/runs/{run_id}", **auth).status_code == 404
+
+
+class TestPublicAppsActAsNoEndUser:
+    """Found in review: without this, anyone could run as, mint connect tokens for, or read the runs of
+    any end user of a public App."""
+
+    @pytest.fixture
+    def public_app(self, simple_app):
+        return app_update(app=simple_app, access_type="public")
+
+    def test_anonymous_runs_without_user_id_work_and_can_be_read_back(self, client, public_app):
+        response = client.post(f"/apps/{public_app.id}/v1/runs", BODY, content_type="application/json")
+        assert response.status_code == 200
+        run_id = response.json()["data"]["id"]
+        assert client.get(f"/apps/{public_app.id}/v1/runs/{run_id}").status_code == 200
+
+    def test_anonymous_runs_as_an_end_user_are_refused(self, client, public_app, upstream):
+        response = client.post(f"/apps/{public_app.id}/v1/runs", {**BODY, "user_id": "victim"}, content_type="application/json")
+        assert response.status_code == 401
+        assert response.json()["error"]["details"] == {"user_id": ["needs an access key"]}
+        assert upstream.requests == []
+
+    @pytest.mark.parametrize("method, path, body", [
+        ("get", "/v1/runs", None),
+        ("get", "/v1/requirements/status?user_id=victim", None),
+        ("post", "/v1/connect/tokens", {"user_id": "victim"}),
+    ])
+    def test_per_user_endpoints_need_a_key(self, client, public_app, method, path, body):
+        kwargs = {"content_type": "application/json", "data": body} if body else {}
+        response = getattr(client, method)(f"/apps/{public_app.id}{path}", **kwargs)
+        assert response.status_code == 401
+
+    def test_a_users_run_is_hidden_from_anonymous_callers(self, client, public_app, owner_key):
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {owner_key}"}
+        run_id = client.post(f"/apps/{public_app.id}/v1/runs", {**BODY, "user_id": "victim"},
+                             content_type="application/json", **auth).json()["data"]["id"]
+        for path in ("", "/events"):
+            assert client.get(f"/apps/{public_app.id}/v1/runs/{run_id}{path}").status_code == 404
+        assert client.post(f"/apps/{public_app.id}/v1/runs/{run_id}/cancel").status_code == 404
+        assert client.get(f"/apps/{public_app.id}/v1/runs/{run_id}", **auth).status_code == 200
