@@ -19,7 +19,10 @@ MASK = "********"
 # connection are secret, and to refuse such keys inline in a workflow definition.
 SENSITIVE_KEY_RE = re.compile(
     r"(^authorization$|^proxy-authorization$|^cookie$|^set-cookie$|api[-_]?key|token|secret|passw|"
-    r"^x-auth|^auth$|credential|signature|private[-_]?key)",
+    r"^x-auth|^auth$|credential|signature|private[-_]?key|"
+    # Key-style names used by common APIs: `key=` (Google), `Ocp-Apim-Subscription-Key`, `X-Functions-Key`,
+    # `access_key`, `sig` (SAS tokens).
+    r"(^|[-_])key$|^key[-_]|access[-_]?key|subscription|^sig$)",
     re.IGNORECASE,
 )
 

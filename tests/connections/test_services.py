@@ -251,3 +251,17 @@ class TestOAuthProvider:
         with pytest.raises(BadRequest) as exc:
             oauth_provider_update(provider=provider, project=None)
         assert exc.value.details == {"project": ["not allowed"]}
+
+
+@pytest.mark.parametrize("header, param", [("Ocp-Apim-Subscription-Key", "key"), ("X-Functions-Key", "access_key")])
+def test_key_style_names_are_write_only(project, header, param):
+    """Found in review: these common API-key names were shown in clear and not masked in runs."""
+    from apps.engine.connection_types import MASK
+
+    conn = connection_create(project=project, name=f"kv-{param}", type="http", config={
+        "url": "https://api.example.com", "headers": {header: "secret-value-1234", "Accept": "application/json"},
+        "params": {param: "secret-value-5678", "format": "json"},
+    })
+    shown = conn.redacted_config()
+    assert shown["headers"] == {header: MASK, "Accept": "application/json"}
+    assert shown["params"] == {param: MASK, "format": "json"}
