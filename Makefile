@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# Two workers (the machine has two cores); one test file per worker keeps shared services (Redis DB 15) apart.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: run test lint venv deps dev-deps chromium clean
 
