@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
-from apps.engine.connection_types import secret_values
 from apps.engine.errors import NodeError
 from apps.engine.http_merge import prepare_http_request
-from apps.engine.masking import Masker
+from apps.engine.masking import Masker, connection_secrets
 from apps.engine.netguard import BlockedAddressError, checked_addresses, make_http_client
 from apps.engine.types import ResolvedConnection
 
@@ -31,10 +30,9 @@ class CheckResult:
 
 
 def _resolved(connection: Connection) -> ResolvedConnection:
-    return ResolvedConnection(
-        connection_id=str(connection.id), type=connection.type, config=connection.config or {},
-        owner="end_user" if connection.app_id else "project", user_id=connection.user_id or None,
-    )
+    from apps.credentials.services import to_resolved_connection  # credentials sits above connections
+
+    return to_resolved_connection(connection)
 
 
 def _http_check(connection: Connection) -> CheckResult:
@@ -77,6 +75,8 @@ def _postgresql_check(connection: Connection) -> CheckResult:
         "host": host, "port": port, "dbname": cfg.get("database"), "user": cfg.get("user"),
         "password": cfg.get("password") or None, "sslmode": cfg.get("sslmode") or "prefer",
         "connect_timeout": int(TIMEOUT_SECONDS),
+        # The same session guard as SQL nodes, although the check only sends a constant SELECT 1.
+        "options": "-c statement_timeout=10000 -c default_transaction_read_only=on",
     }
     if not settings.ALLOW_PRIVATE_NETWORK_TARGETS:
         kwargs["hostaddr"] = checked_addresses(host, port, allow_private=False)[0]
@@ -117,7 +117,8 @@ CHECKS = {
 
 
 def check_connection(connection: Connection) -> CheckResult:
-    masker = Masker(secret_values(connection.type, connection.config or {}))
+    # connection_secrets also derives the parts of e.g. `Bearer X` / `Basic ...` header values.
+    masker = Masker(connection_secrets(_resolved(connection)))
     try:
         result = CHECKS[connection.type](connection)
     except BlockedAddressError as exc:

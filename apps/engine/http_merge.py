@@ -6,11 +6,13 @@
   `?page=2`, `items`) is resolved against the less specific one with RFC 3986 rules (`urljoin`).
 - `{name}` placeholders in the URL are filled from `parameters` (node config < inputs), URL-quoted with
   nothing safe, so a value cannot add a path segment, a query or a host. For an `http` connection only the
-  names it declares in `parameters` are filled.
+  names it declares in `parameters` are filled. With a connection on board no placeholder may sit in the
+  scheme, userinfo, host or port (`https://{host}/`, `https://api.x.com:{port}/`): `origin_not_allowed`.
 - Origin pinning: when the node carries a connection, the origin (scheme, host, port) is fixed by the
   trusted layers, the connection's `url`, else the node config's `url` (unless its origin part is itself a
-  template: then a caller could choose it). A final URL with another origin, or a URL that only the run-input
-  layer provides, is `origin_not_allowed`: credentials never follow a caller-chosen URL.
+  template: then a caller could choose it), filled with node-config parameters only. A final URL with
+  another origin, or a URL that only the run-input layer provides, is `origin_not_allowed`: credentials
+  never follow a caller-chosen URL.
 - Secrets cannot be overridden: a credential-like key the connection sets (Authorization, X-Api-Key,
   token params...) keeps the connection's value; the `http_api_key` header and the OAuth2 bearer token are
   applied after every layer.
@@ -79,6 +81,20 @@ def _origin_is_templated(raw_url: Any) -> bool:
             netloc_end = min(netloc_end, pos)
     head = stripped[:netloc_end]
     return "{{" in head or "{%" in head
+
+
+def _placeholder_in_origin(url: str) -> bool:
+    """True when a `{name}` placeholder sits in the scheme, userinfo, host or port of an absolute URL."""
+    stripped = url.strip()
+    scheme_end = stripped.find("://")
+    if scheme_end < 0:
+        return False
+    netloc_end = len(stripped)
+    for sep in "/?#":
+        pos = stripped.find(sep, scheme_end + 3)
+        if pos >= 0:
+            netloc_end = min(netloc_end, pos)
+    return bool(_PLACEHOLDER.search(stripped[:netloc_end]))
 
 
 def _mapping(layer: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
@@ -181,7 +197,14 @@ def prepare_http_request(
     if connection is not None and connection.type == "http":
         declared = {str(name) for name in connection.config.get("parameters") or ()}
         allowed = declared
-    parameters = {**_mapping(config, "parameters", "config"), **_mapping(inputs, "parameters", "inputs")}
+    config_parameters = _mapping(config, "parameters", "config")
+    parameters = {**config_parameters, **_mapping(inputs, "parameters", "inputs")}
+    if connection is not None and _placeholder_in_origin(url):
+        raise NodeError(
+            "origin_not_allowed",
+            "This node sends a connection's credentials, so no {placeholder} may choose the scheme, host or port "
+            "of its URL",
+        )
     url = _fill_parameters(url, parameters, allowed, declared)
     final_origin = origin_of(url)
 
@@ -198,7 +221,14 @@ def prepare_http_request(
                 "This node sends a connection's credentials, so its URL must come from the connection or the "
                 "node config, not from run input",
             )
-        pinned = origin_of(_fill_parameters(str(trusted), parameters, allowed, declared))
+        if _placeholder_in_origin(str(trusted)):
+            raise NodeError(
+                "origin_not_allowed",
+                "This node sends a connection's credentials, so no {placeholder} may choose the scheme, host or "
+                "port of its URL",
+            )
+        # The trusted layers only: run input must never take part in choosing where credentials go.
+        pinned = origin_of(_fill_parameters(str(trusted), config_parameters, allowed, set()))
         if final_origin != pinned:
             raise NodeError(
                 "origin_not_allowed",

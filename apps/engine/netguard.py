@@ -222,6 +222,3 @@ def check_url_target(url: str, *, allow_private: bool, require_https: bool = Tru
     except ValueError as exc:
         raise ValueError("URL has an invalid port") from exc
     checked_addresses(parts.hostname, port, allow_private=allow_private)
-
-
-GuardedHttpClient = make_http_client

@@ -252,6 +252,13 @@ def run_llm_node(env: NodeEnv) -> Any:
     body["stream"] = True
     parts: list[str] = []
     usage = None
+    # Deltas are masked as one text: a secret split over two chunks must not go out half in each.
+    stream_masker = env.run.masker.stream()
+
+    def emit_delta(content: str) -> None:
+        if content:
+            env.run.emit("llm.delta", {"node_id": env.id, "content": content}, masked=True)
+
     with client.stream("POST", url, json=body, headers=headers, follow_redirects=False) as response:
         if not response.is_success:
             response.read()
@@ -278,9 +285,10 @@ def run_llm_node(env: NodeEnv) -> Any:
                 usage = chunk["usage"]
             for choice in chunk.get("choices") or ():
                 content = ((choice or {}).get("delta") or {}).get("content")
-                if content:
+                if isinstance(content, str) and content:
                     parts.append(content)
-                    env.run.emit("llm.delta", {"node_id": env.id, "content": content})
+                    emit_delta(stream_masker.feed(content))
+    emit_delta(stream_masker.flush())
     return {"text": "".join(parts), "usage": usage}
 
 
@@ -324,7 +332,9 @@ def run_sql_node(env: NodeEnv) -> Any:
         "password": cfg.get("password") or None,
         "sslmode": cfg.get("sslmode") or "prefer",
         "connect_timeout": 10,
-        "options": "-c statement_timeout=30000",
+        # Every transaction of the session starts read-only, so even a statement that ends ours (COMMIT)
+        # cannot open a writable one.
+        "options": "-c statement_timeout=30000 -c default_transaction_read_only=on",
     }
     if not env.run.allow_private_network:
         # Connect to the checked address (hostaddr); `host` still serves TLS verification.
@@ -345,7 +355,11 @@ def run_sql_node(env: NodeEnv) -> Any:
     try:
         conn.read_only = True  # BEGIN READ ONLY: writes fail in the server, whatever the query says
         with conn.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(query, params)
+            # prepare=True: always the extended protocol (Parse/Bind/Execute), which takes exactly one
+            # statement. Without params psycopg would use the simple protocol, which runs
+            # `commit; insert ...` as two statements, the second outside our read-only transaction.
+            # Empty params count as none, so a literal `%` needs no escaping either way.
+            cursor.execute(query, params or None, prepare=True)
             rows = cursor.fetchall() if cursor.description else []
             rowcount = cursor.rowcount
         conn.rollback()

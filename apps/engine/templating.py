@@ -1,8 +1,13 @@
 """Templates inside workflow definitions: sandboxed Jinja2 over `{input, nodes}`.
 
 Choices:
-- `SandboxedEnvironment`: a definition may be written by any builder and rendered with caller input, so no
-  attribute tricks (`__class__`, `mro`...) and no unsafe callables.
+- `ImmutableSandboxedEnvironment`: a definition may be written by any builder and rendered with caller input,
+  so no attribute tricks (`__class__`, `mro`...), no unsafe callables, and no mutation of the context
+  (`input.update(...)`, `list.append`): one node's template cannot change what another node sees.
+- `*` and `**` are checked before they run: a repetition longer than MAX_SEQUENCE items/characters or a power
+  with more than MAX_POWER_BITS bits is a template error, not seconds of CPU and gigabytes of memory.
+  Any other exception while rendering (division by zero, `'a' + 1`, overflow, the sandbox's range cap) is
+  a template error too, not an internal one.
 - Autoescape off: the output goes to JSON bodies, URLs and prompts, not HTML.
 - `StrictUndefined`: a missing variable (`{{ input.questoin }}`) is a node error naming it, instead of a
   silently empty string sent upstream. Optional input fields are present as None (see the input node), so
@@ -19,11 +24,36 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import TemplateRuntimeError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 __all__ = ["TemplateError", "render", "render_string", "env"]
 
-env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
+MAX_SEQUENCE = 100_000  # items of a list, characters of a string, made by `*`
+MAX_POWER_BITS = 100_000  # bits of an integer made by `**` (about 30,000 digits)
+
+
+def _length(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, bytes, list, tuple)) else None
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                size = _length(sequence)
+                if size is not None and isinstance(count, int) and size * count > MAX_SEQUENCE:
+                    raise SecurityError(f"The result of * would be longer than {MAX_SEQUENCE} items")
+        elif operator == "**":
+            if (isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1
+                    and right * (abs(left).bit_length() - 1) > MAX_POWER_BITS):
+                raise SecurityError(f"The result of ** would be larger than {MAX_POWER_BITS} bits")
+        return super().call_binop(context, operator, left, right)
+
+
+env = _Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
 
 # Exactly one expression, with nothing else around it (no second `{{`, no `{%`/`{#` inside).
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}|\{%|\{#).)+)\}\}\s*$", re.DOTALL)
@@ -56,6 +86,15 @@ def _single_expression(source: str) -> str | None:
 def render_string(source: str, context: dict[str, Any]) -> Any:
     if "{" not in source:  # fast path: most strings in a config are literals
         return source
+    try:
+        return _render_string(source, context)
+    except TemplateError:
+        raise
+    except Exception as exc:  # 1/0, 'a' + 1, float overflow, the sandbox's range() cap: the template's fault
+        raise TemplateRuntimeError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _render_string(source: str, context: dict[str, Any]) -> Any:
     expr = _single_expression(source)
     if expr is not None:
         value = _expression(expr)(**context)

@@ -116,7 +116,7 @@ def test_rollback_without_history_reports_an_error(operator_client, world):
     lonely = factories.make_app(world.project, name="Lonely", version=world.v1)
     url = reverse("admin:deployments_app_changelist")
     response = changelist_action(operator_client, url, "rollback_apps", [lonely.pk], post="yes")
-    assert messages_of(response) == ["Lonely: There is no earlier deployment to roll back to."]
+    assert messages_of(response) == ["Lonely: There is no earlier version of this workflow to roll back to."]
 
 
 def test_app_change_page_shows_history_newest_first(operator_client, world):

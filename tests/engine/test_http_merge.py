@@ -171,3 +171,53 @@ def test_it_rejects_bad_shapes():
     assert error_type(connection=None, config={"url": "/relative"}) == "invalid_url"
     assert error_type(connection=None, config={"url": "file:///etc/passwd"}) == "invalid_url"
     assert error_type(connection=conn("p", "postgresql", host="h")) == "invalid_connection"
+
+
+# --- run input never chooses where credentials go (security review L1) -----------------------------------
+
+
+@pytest.mark.parametrize("connection, config, inputs", [
+    # A declared parameter in the connection's host, filled by the caller.
+    (conn("h1", "http", url="https://{host}/v1", parameters=["host"], headers={"Authorization": "Bearer t-1234"}),
+     {}, {"parameters": {"host": "evil.example.net"}}),
+    # The port of an API-key connection (any parameter name is filled for it).
+    (conn("h2", "http_api_key", url="https://api.example.com:{port}/", api_key="k-123456"),
+     {}, {"parameters": {"port": "8443"}}),
+    # The node config's URL is the trusted one (the connection has none), its host a placeholder.
+    (conn("h3", "oauth2", provider_id="p", access_token="at-123456"),
+     {"url": "https://{host}/me"}, {"parameters": {"host": "evil.example.net"}}),
+    # The userinfo counts as origin too.
+    (conn("h5", "http_api_key", url="https://{user}@api.example.com/", api_key="k-123456"),
+     {}, {"parameters": {"user": "x"}}),
+    # A node config URL overriding the connection's, with a placeholder host.
+    (conn("h6", "http_api_key", url="https://api.example.com/", api_key="k-123456"),
+     {"url": "https://{host}/x"}, {"parameters": {"host": "api.example.com"}}),
+])
+def test_a_placeholder_in_the_origin_of_a_credentialed_url_is_refused(connection, config, inputs):
+    assert error_type(connection=connection, config=config, inputs=inputs) == "origin_not_allowed"
+
+
+def test_even_a_node_config_value_may_not_fill_a_credentialed_origin():
+    regional = conn("h7", "http_api_key", url="https://{region}.api.example.com/", api_key="k-123456")
+    assert error_type(connection=regional, config={"parameters": {"region": "eu"}}) == "origin_not_allowed"
+
+
+def test_a_placeholder_in_the_scheme_makes_no_absolute_url():
+    # `{scheme}://...` is not an absolute URL at all: refused as the first layer, a mere path after one.
+    templated = conn("h4", "http_api_key", url="{scheme}://api.example.com/", api_key="k-123456")
+    assert error_type(connection=templated, inputs={"parameters": {"scheme": "http"}}) == "invalid_url"
+    api = conn("h4", "http_api_key", url="https://api.example.com/", api_key="k-123456")
+    req = prep(connection=api, config={"url": "http{s}://evil.example.net/"}, inputs={"parameters": {"s": "s"}})
+    assert req.pinned_origin == ("https", "api.example.com", 443) and req.url.startswith("https://api.example.com/")
+
+
+def test_placeholders_in_the_path_still_work_and_the_origin_is_pinned_from_trusted_layers():
+    api = conn("h8", "http_api_key", url="https://api.example.com/accounts/{id}", api_key="k-123456")
+    req = prep(connection=api, inputs={"parameters": {"id": "evil.example.net:1"}})
+    assert req.url == "https://api.example.com/accounts/evil.example.net%3A1"
+    assert req.pinned_origin == ("https", "api.example.com", 443)
+
+
+def test_without_a_connection_the_caller_may_choose_the_host():
+    req = prep(connection=None, config={"url": "https://{host}/x"}, inputs={"parameters": {"host": "example.org"}})
+    assert req.url == "https://example.org/x" and req.pinned_origin is None

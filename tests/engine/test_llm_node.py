@@ -1,6 +1,11 @@
 """llm nodes against an OpenAI-compatible stub on loopback."""
 
+import base64
+
+import pytest
+
 from apps.engine import RunContext, RunOptions, execute
+from apps.engine.connection_types import MASK
 
 from .conftest import FakeResolver, conn, workflow
 
@@ -88,3 +93,35 @@ def test_the_llm_base_url_passes_the_ssrf_guard(run):
     with make_http_client(allow_private=False) as guarded:
         result, _ = run(llm_workflow(), {"name": "x"}, resolver=metadata, client=guarded)
     assert result.nodes["chat"].error["type"] == "address_not_allowed"
+
+
+# --- a secret split across deltas (security review H3) ---------------------------------------------------
+
+
+def _stream(run, server, monkeypatch, chunks):
+    monkeypatch.setattr(server.RequestHandlerClass, "chunks", tuple(chunks))
+    result, events = run(llm_workflow(), {"name": "Ada"}, resolver=openai_resolver(server), stream=True)
+    assert result.status == "completed", result.nodes["chat"].error
+    return result, [d["content"] for t, d in events if t == "llm.delta"]
+
+
+@pytest.mark.parametrize("chunks", [
+    ("the key is sk-test-", "123456", " ok"),
+    ("the key is s", "k", "-", "t", "e", "s", "t", "-", "1", "2", "3", "4", "5", "6", " ok"),
+    ("key: sk-test-123", "456"),  # the secret ends the stream: the held tail is flushed masked
+    ("b64: " + base64.b64encode(b"Authorization: Bearer sk-test-123456").decode()[:30],
+     base64.b64encode(b"Authorization: Bearer sk-test-123456").decode()[30:], " done"),
+])
+def test_a_secret_split_across_deltas_never_shows_in_a_delta(run, openai_server, monkeypatch, chunks):
+    result, deltas = _stream(run, openai_server, monkeypatch, chunks)
+    joined = "".join(deltas)
+    assert not any(KEY in d for d in deltas)
+    assert KEY not in joined and "c2stdGVzdC0xMjM0NTY" not in joined
+    assert MASK in joined
+    assert joined == result.output["text"]  # the deltas add up to the (masked) final text
+    assert KEY not in str(result.output)
+
+
+def test_ordinary_deltas_keep_their_granularity(run, openai_server, monkeypatch):
+    _, deltas = _stream(run, openai_server, monkeypatch, ["Your ", "latest ", "invoice ", "is ", "paid."])
+    assert deltas == ["Your ", "latest ", "invoice ", "is ", "paid."]

@@ -108,4 +108,4 @@ def test_connection_secrets_include_the_prefixed_key_and_oauth_tokens():
     oauth = conn("c2", "oauth2", provider_id="p", access_token="at-123456", refresh_token="rt-123456")
     assert set(connection_secrets(oauth)) == {"at-123456", "rt-123456"}
     http = conn("c3", "http", headers={"Authorization": "Basic zzzz", "Accept": "json"}, params={"token": "tttt"})
-    assert set(connection_secrets(http)) == {"Basic zzzz", "tttt"}
+    assert set(connection_secrets(http)) == {"Basic zzzz", "zzzz", "tttt"}

@@ -1,7 +1,9 @@
 """sql nodes against the local PostgreSQL (127.0.0.1:5432, user postgres, trust auth, database `test`)."""
 
+import os
 import socket
 
+import psycopg
 import pytest
 
 from .conftest import FakeResolver, conn, workflow
@@ -18,7 +20,10 @@ def _pg_reachable() -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not _pg_reachable(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+pytestmark = pytest.mark.skipif(
+    not _pg_reachable() and os.environ.get("REQUIRE_SERVICES") != "1",
+    reason="PostgreSQL on 127.0.0.1:5432 is not reachable",
+)
 
 
 def sql_workflow(query, params=None):
@@ -65,7 +70,8 @@ def test_writes_fail_in_the_read_only_transaction(run, query):
     error = result.nodes["q"].error
     assert result.nodes["q"].status == "failure"
     assert error["type"] == "sql_error"
-    assert "read-only" in error["message"]
+    # A single write fails in the read-only transaction; several statements are refused before running.
+    assert "read-only" in error["message"] or "multiple commands" in error["message"]
 
 
 def test_the_sql_host_passes_the_ssrf_guard_unless_private_targets_are_allowed(run):
@@ -92,6 +98,7 @@ def test_db_connect_is_injectable_and_receives_the_checked_address(run, monkeypa
     assert seen["host"] == "db.example.com"
     assert seen["hostaddr"] == "93.184.216.34"
     assert seen["connect_timeout"] == 10
+    assert "-c default_transaction_read_only=on" in seen["options"]
     assert result.nodes["q"].error["type"] == "sql_error"
 
 
@@ -99,3 +106,58 @@ def test_a_bad_query_is_a_node_failure(run):
     result, _ = run(sql_workflow("select * from no_such_table_here"), resolver=pg_resolver())
     assert result.nodes["q"].error["type"] == "sql_error"
     assert "no_such_table_here" in result.nodes["q"].error["message"]
+
+
+# --- read-only cannot be escaped (security review H2) ---------------------------------------------------
+
+VICTIM = f"engine_ro_victim_{os.getpid()}"  # per process: parallel runs share the `test` database
+
+
+def _admin():
+    return psycopg.connect(host=PG["host"], port=PG["port"], dbname=PG["database"], user=PG["user"], autocommit=True)
+
+
+@pytest.fixture
+def victim_table():
+    with _admin() as admin:
+        admin.execute(f"drop table if exists {VICTIM}")
+        admin.execute(f"create table {VICTIM} (id int)")
+    yield VICTIM
+    with _admin() as admin:
+        admin.execute(f"drop table if exists {VICTIM}")
+
+
+def _victim_rows() -> int:
+    with _admin() as admin:
+        return admin.execute(f"select count(*) from {VICTIM}").fetchone()[0]
+
+
+@pytest.mark.parametrize("query", [
+    "commit; insert into {t} values (1)",
+    "set transaction read write; insert into {t} values (1); commit",
+    "rollback; begin read write; insert into {t} values (1); commit",
+    "commit; set default_transaction_read_only = off; insert into {t} values (1)",
+])
+@pytest.mark.parametrize("params", [None, [], {}])
+def test_a_multi_statement_query_cannot_escape_the_read_only_transaction(run, victim_table, query, params):
+    result, _ = run(sql_workflow(query.format(t=victim_table), params), resolver=pg_resolver())
+    assert result.nodes["q"].status == "failure"
+    assert result.nodes["q"].error["type"] == "sql_error"
+    assert _victim_rows() == 0
+
+
+def test_the_session_default_is_read_only_too(run, victim_table):
+    # One statement per node, and the session default is read-only as well: a transaction opened after a
+    # COMMIT (by whatever means) could not write either.
+    result, _ = run(sql_workflow("show default_transaction_read_only"), resolver=pg_resolver())
+    assert result.output["rows"] == [{"default_transaction_read_only": "on"}]
+    result, _ = run(sql_workflow(f"insert into {victim_table} values (1)"), resolver=pg_resolver())
+    assert "read-only" in result.nodes["q"].error["message"]
+    assert _victim_rows() == 0
+
+
+@pytest.mark.parametrize("params", [None, [], {}])
+def test_a_plain_select_still_works_without_params(run, params):
+    result, _ = run(sql_workflow("select 1 as one, '100%' as pct", params), resolver=pg_resolver())
+    assert result.status == "completed", result.nodes["q"].error
+    assert result.output["rows"] == [{"one": 1, "pct": "100%"}]

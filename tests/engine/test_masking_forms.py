@@ -1,0 +1,167 @@
+"""Masking of the forms a secret takes when echoed (security review H3): derived credentials, escapes,
+base64 inside a bigger blob, and text that arrives in chunks."""
+
+import base64
+import html
+import json
+import random
+import time
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from apps.engine import Masker
+from apps.engine.connection_types import MASK
+from apps.engine.masking import connection_secrets
+
+from .conftest import conn
+
+TOKEN = "tok_live/abc+def=123"
+
+
+def http_conn(**headers):
+    return conn("c1", "http", url="https://api.x.test", headers=headers)
+
+
+# --- derived credentials ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "Token", "token", "ApiKey"])
+def test_the_credential_after_an_auth_scheme_word_is_a_secret(scheme):
+    masker = Masker.for_connections([http_conn(Authorization=f"{scheme} {TOKEN}")])
+    echoed = json.dumps({"authenticated": True, "token": TOKEN})
+    assert TOKEN not in masker.mask_text(echoed)
+    assert masker.mask_text(echoed) == json.dumps({"authenticated": True, "token": MASK})
+
+
+def test_basic_credentials_mask_the_encoded_value_the_pair_and_the_password():
+    encoded = base64.b64encode(b"alice:hunter2-pw").decode()
+    connection = http_conn(Authorization=f"Basic {encoded}")
+    assert set(connection_secrets(connection)) == {f"Basic {encoded}", encoded, "alice:hunter2-pw", "hunter2-pw"}
+    masker = Masker.for_connections([connection])
+    for echoed in (encoded, "user=alice password=hunter2-pw", "alice:hunter2-pw"):
+        assert "hunter2-pw" not in masker.mask_text(echoed) and encoded not in masker.mask_text(echoed)
+    assert masker.mask_text("user alice") == "user alice"  # the user name alone is not a secret
+
+
+def test_a_short_basic_password_is_not_masked_alone_but_the_pair_is():
+    encoded = base64.b64encode(b"bob:pw1").decode()
+    secrets = set(connection_secrets(http_conn(Authorization=f"Basic {encoded}")))
+    assert "bob:pw1" in secrets and "pw1" not in secrets
+
+
+def test_an_undecodable_basic_value_still_registers_the_credential():
+    assert set(connection_secrets(http_conn(Authorization="Basic not*base64"))) == {"Basic not*base64", "not*base64"}
+
+
+def test_http_api_key_with_a_basic_prefix_masks_the_decoded_password():
+    key = base64.b64encode(b"svc:s3cret-pass").decode()
+    api = conn("c2", "http_api_key", url="https://a.test", api_key=key, prefix="Basic ")
+    assert {key, f"Basic {key}", "svc:s3cret-pass", "s3cret-pass"} <= set(connection_secrets(api))
+
+
+def test_oauth2_and_api_keys_are_registered_alone():
+    oauth = conn("c3", "oauth2", provider_id="p", access_token="at-123456", refresh_token="rt-123456")
+    masker = Masker.for_connections([oauth])
+    assert masker.mask_text("Bearer at-123456 / rt-123456") == f"Bearer {MASK} / {MASK}"
+    api = conn("c4", "http_api_key", url="https://a.test", api_key="sk-abcdef123", prefix="Token ")
+    assert Masker.for_connections([api]).mask_text("key sk-abcdef123") == f"key {MASK}"
+
+
+# --- escapes ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", [
+    TOKEN,
+    quote(TOKEN, safe=""),
+    quote(TOKEN, safe="").lower(),  # %2f, %2b, %3d
+    quote(TOKEN),
+    quote_plus(TOKEN),
+    "tok_live%2Fabc%2bdef=123",  # mixed case, partly encoded
+    json.dumps(TOKEN).strip('"').replace("/", "\\/"),  # JSON with an escaped slash
+])
+def test_escaped_forms_are_masked(form):
+    masker = Masker([TOKEN])
+    assert masker.mask_text(f"before {form} after") == f"before {MASK} after"
+
+
+def test_json_and_html_escapes_of_quotes_backslashes_and_non_ascii_are_masked():
+    secret = 'pä"ss\\w<rd>&1'
+    masker = Masker([secret])
+    for form in (json.dumps(secret), json.dumps(secret, ensure_ascii=False), html.escape(secret)):
+        masked = masker.mask_text(form)
+        assert "ss" not in masked and "rd" not in masked, (form, masked)
+
+
+# --- base64 at every alignment ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", [b"", b"x", b"xy", b"Authorization: Bearer ", b"{\"k\": \"", b"\x00\x01\x02"])
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_a_secret_inside_a_bigger_base64_blob_is_masked(prefix, encode):
+    masker = Masker([TOKEN])
+    for suffix in (b"", b"!", b"!!", b" and more bytes"):
+        blob = encode(prefix + TOKEN.encode() + suffix).decode()
+        masked = masker.mask_text(blob)
+        assert masked.count(MASK) == 1, (prefix, suffix, masked)
+        # Only the characters that carry the bytes around the secret remain (a boundary one holds <= 4 bits).
+        around = len(encode(prefix).rstrip(b"=")) + len(encode(suffix)) + 4  # 2 boundary characters, 2 "="
+        assert len(masked) - len(MASK) <= around, (prefix, suffix, masked)
+
+
+def test_masking_stays_fast():
+    secrets = ["sk-test-1234567890abcdef", TOKEN, "Basic dXNlcjpwYXNzd29yZA==", "p@ss w0rd!", "ghp_" + "x" * 36]
+    masker = Masker(secrets)
+    rng = random.Random(7)
+    text = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ0123456789/%+=\"\\&", k=10_240))
+    masker.mask_text(text)
+    rounds = 200
+    started = time.perf_counter()
+    for _ in range(rounds):
+        masker.mask_text(text)
+    assert (time.perf_counter() - started) / rounds < 0.001
+
+
+# --- chunked text ----------------------------------------------------------------------------------------------
+
+
+def _chunked(masker, text, cuts):
+    stream = masker.stream()
+    pieces, start = [], 0
+    for cut in [*cuts, len(text)]:
+        pieces.append(stream.feed(text[start:cut]))
+        start = cut
+    pieces.append(stream.flush())
+    return pieces
+
+
+def test_a_secret_split_inside_a_percent_escape_is_masked():
+    masker = Masker([TOKEN])
+    pieces = _chunked(masker, "q=tok_live%2fabc%2Bdef%3d123&x=1", [12, 13, 20])
+    assert "".join(pieces) == f"q={MASK}&x=1"
+    assert not any("abc" in piece or "def" in piece for piece in pieces)
+
+
+def test_chunked_masking_equals_masking_the_whole_text_for_any_split():
+    secrets = ["sk-test-123456", TOKEN, "p@ss w0rd!"]
+    masker = Masker(secrets)
+    rng = random.Random(42)
+    forms = [*secrets, quote(TOKEN, safe="").lower(), base64.b64encode(b"xx" + TOKEN.encode()).decode(),
+             json.dumps(TOKEN).replace("/", "\\/"), quote_plus("p@ss w0rd!")]
+    for _ in range(300):
+        text = "".join(rng.choice(["hello ", "sk-", "tok_", "%2", "c2st", *forms]) for _ in range(rng.randint(1, 12)))
+        cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(0, 8)))) if len(text) > 1 else []
+        pieces = _chunked(masker, text, cuts)
+        assert "".join(pieces) == masker.mask_text(text), (text, cuts)
+        for piece in pieces:
+            assert not any(secret in piece for secret in secrets)
+
+
+def test_chunks_that_cannot_start_a_secret_go_out_unchanged():
+    masker = Masker(["sk-test-123456"])
+    assert _chunked(masker, "Hello, world", [3, 7]) == ["Hel", "lo, ", "world", ""]
+
+
+def test_a_stream_without_secrets_passes_chunks_through():
+    stream = Masker([]).stream()
+    assert [stream.feed("a"), stream.feed("b"), stream.flush()] == ["a", "b", ""]
