@@ -187,6 +187,11 @@ class TestAuthenticationClass:
         assert permission.has_permission(request(private, owner_key), None)
         assert permission.has_permission(request(private, org_key), None)
         assert not permission.has_permission(request(private, teammate_key), None)
-        assert permission.has_permission(request(public), None)
+        class AnonymousReads:  # a view that opens GET to anonymous callers of public Apps
+            anonymous_methods = ("GET",)
+
+        assert permission.has_permission(request(public), AnonymousReads())
+        with pytest.raises(exceptions.NotAuthenticated):  # public, but the view acts as an end user
+            permission.has_permission(request(public), None)
         with pytest.raises(exceptions.NotAuthenticated):
-            permission.has_permission(request(private), None)
+            permission.has_permission(request(private), AnonymousReads())
