@@ -48,6 +48,21 @@ class AppApi(APIView):
     def idempotency_key(self, request) -> str:
         return request.headers.get("Idempotency-Key", "").strip()
 
+    def start_run(self, request, parse, *, kind: str):
+        """Invoke and `POST /v1/runs`: parse exactly the documented fields, then run in the requested mode."""
+        if _is_multipart(request):
+            _check_upload_size(request)
+        run_request = parse(request.data, idempotency_key=self.idempotency_key(request))
+        if run_request.user_id and request.auth is None:
+            # A public App answers anyone; a user_id without a key would let anyone run as any end user.
+            raise Unauthorized("Runs with a user_id need an access key, also on public Apps.",
+                               details={"user_id": ["needs an access key"]})
+        _attach_files(request, run_request)
+        if run_request.mode == "sync":
+            run, _ = run_sync(app=request.app, request=run_request)
+            return Response({"data": serialize_run(run)})
+        return modes.start(request=request, app=request.app, run_request=run_request, kind=kind)
+
 
 def _is_multipart(request) -> bool:
     return (request.content_type or "").startswith("multipart/")
@@ -93,14 +108,7 @@ class InvokeApi(AppApi):
                    **doc.app_errors(400, 409, 413, 415, 502)},
     )
     def post(self, request):
-        if _is_multipart(request):
-            _check_upload_size(request)
-        run_request = parse_invoke_request(request.data, idempotency_key=self.idempotency_key(request))
-        _attach_files(request, run_request)
-        if run_request.mode == "sync":
-            run, _ = run_sync(app=request.app, request=run_request)
-            return Response({"data": serialize_run(run)})
-        return modes.start(request=request, app=request.app, run_request=run_request, kind="invoke")
+        return self.start_run(request, parse_invoke_request, kind="invoke")
 
 
 class RunsApi(AppApi):
@@ -129,18 +137,7 @@ class RunsApi(AppApi):
                    **doc.app_errors(400, 409, 413, 415, 502)},
     )
     def post(self, request):
-        if _is_multipart(request):
-            _check_upload_size(request)
-        run_request = parse_runs_request(request.data, idempotency_key=self.idempotency_key(request))
-        if run_request.user_id and request.auth is None:
-            # A public App answers anyone; a user_id without a key would let anyone run as any end user.
-            raise Unauthorized("Runs with a user_id need an access key, also on public Apps.",
-                               details={"user_id": ["needs an access key"]})
-        _attach_files(request, run_request)
-        if run_request.mode == "sync":
-            run, _ = run_sync(app=request.app, request=run_request)
-            return Response({"data": serialize_run(run)})
-        return modes.start(request=request, app=request.app, run_request=run_request, kind="runs")
+        return self.start_run(request, parse_runs_request, kind="runs")
 
 
 def get_run(request, run_id) -> Run:

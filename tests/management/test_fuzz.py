@@ -9,11 +9,9 @@ the number of cases run is printed at the end and written to test-artifacts/fuzz
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -23,8 +21,12 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
 from tests.conftest import assert_no_canary
+from tests.support.fuzz_summary import write_fuzz_summary
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # schemathesis gives every operation's item the same node ID; xdist would keep one of them.
+    pytestmark.append(pytest.mark.skip(reason="fuzzing runs without pytest-xdist (-n): items share one node ID"))
 
 MANAGEMENT_TAGS = ["connections", "oauth2 providers", "workflows", "apps"]
 MAX_EXAMPLES = 25
@@ -35,22 +37,8 @@ STATUSES: Counter = Counter()
 @pytest.fixture(scope="module", autouse=True)
 def _fuzz_summary(request):
     yield
-    if not CASES:
-        return
-    summary = {"cases": sum(CASES.values()), "operations": len(CASES), "max_examples": MAX_EXAMPLES,
-               "statuses": dict(sorted(STATUSES.items())), "per_operation": dict(sorted(CASES.items()))}
-    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
-    if artifacts.is_dir():
-        worker = os.environ.get("PYTEST_XDIST_WORKER")  # under xdist each worker fuzzes its share
-        name = f"fuzz-summary-{worker}.json" if worker else "fuzz-summary.json"
-        (artifacts / name).write_text(json.dumps(summary, indent=2))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = (f"schemathesis: {summary['cases']} cases over {summary['operations']} operations; "
-            f"statuses {summary['statuses']}")
-    if reporter:
-        reporter.write_line(line)
-    else:  # pragma: no cover
-        print(line)
+    write_fuzz_summary(request, label="schemathesis", artifact="fuzz-summary", cases=CASES, operations=len(CASES),
+                       statuses=STATUSES, max_examples=MAX_EXAMPLES)
 
 
 @pytest.fixture(autouse=True)
