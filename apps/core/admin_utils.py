@@ -144,19 +144,10 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class ReadOnlyInline:
+class ReadOnlyInline(ReadOnlyAdminMixin):
     extra = 0
     can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class CascadeReadOnlyMixin:
