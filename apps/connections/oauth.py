@@ -347,7 +347,8 @@ def complete_authorization(*, state: str, code: str, browser_binding: str = "") 
     return record
 
 
-def _near_expiry(config: dict[str, Any], now: float) -> bool:
+def near_expiry(config: dict[str, Any], now: float) -> bool:
+    """The stored token expires within REFRESH_MARGIN_SECONDS (or has expired)."""
     expires_at = config.get("expires_at")
     return isinstance(expires_at, int) and expires_at - now <= REFRESH_MARGIN_SECONDS
 
@@ -403,14 +404,14 @@ def refresh_if_needed(*, connection_ids: list) -> None:
         c.pk
         for c in Connection.objects.filter(pk__in=list(connection_ids), type="oauth2", status=Connection.Status.ACTIVE)
         .only("id", "config")
-        if _near_expiry(c.config or {}, now)
+        if near_expiry(c.config or {}, now)
     ]
     for pk in candidates:
         with transaction.atomic():
             locked = Connection.objects.select_for_update().filter(pk=pk).first()
             if locked is None or locked.status != Connection.Status.ACTIVE:
                 continue
-            if not _near_expiry(locked.config or {}, time.time()):
+            if not near_expiry(locked.config or {}, time.time()):
                 continue  # another caller refreshed it while we waited for the lock
             _refresh_locked(locked)
 

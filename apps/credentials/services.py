@@ -20,15 +20,13 @@ from typing import Any
 
 from apps.connect.models import EndUserLink
 from apps.connections.models import Connection
+from apps.connections.oauth import force_refresh, near_expiry, refresh_if_needed
 from apps.engine.types import Resolution, ResolvedConnection
 from apps.workflows.models import Requirement
 
 from .models import CredentialAccess
 
 logger = logging.getLogger(__name__)
-
-REFRESH_MARGIN_SECONDS = 60
-
 
 def _uuids(values: Sequence[Any]) -> list[str]:
     result = []
@@ -41,10 +39,7 @@ def _uuids(values: Sequence[Any]) -> list[str]:
 
 
 def _near_expiry(connection: Connection) -> bool:
-    if connection.type != "oauth2":
-        return False
-    expires_at = (connection.config or {}).get("expires_at")
-    return isinstance(expires_at, int) and expires_at - time.time() <= REFRESH_MARGIN_SECONDS
+    return connection.type == "oauth2" and near_expiry(connection.config or {}, time.time())
 
 
 def to_resolved_connection(connection: Connection, *, requirement_id: str | None = None) -> ResolvedConnection:
@@ -93,8 +88,6 @@ def resolve_credentials(
     linked = [link.connection for link in links if link.connection.status == Connection.Status.ACTIVE]
     stale = [c.id for c in [*shared, *linked] if _near_expiry(c)]
     if stale:
-        from apps.connections.oauth import refresh_if_needed
-
         refresh_if_needed(connection_ids=stale)
         shared, links = _load(
             app_id=app_id, user_id=user_id, connection_ids=connection_ids, requirement_ids=requirement_ids
@@ -155,8 +148,6 @@ def handle_unauthorized(*, connection_id: str, requirement_id: str | None, run_i
     if connection is None:
         return None
     if connection.type == "oauth2":
-        from apps.connections.oauth import force_refresh
-
         if force_refresh(connection_id=connection.id):
             return Connection.objects.get(id=connection.id)
     if connection.app_id is not None:

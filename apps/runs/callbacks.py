@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -37,28 +36,21 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core.errors import BadRequest
-from apps.engine import BlockedAddressError, check_url_target, make_http_client
+from apps.core.formats import rfc3339
+from apps.engine import BlockedAddressError, check_url_target
 
+from .http import guarded_client
 from .models import CallbackDelivery, Run
 
 logger = logging.getLogger(__name__)
 
 SECRET_PREFIX = "whsec_"
 TIMEOUT_SECONDS = 10.0
-_clients: dict[bool, httpx.Client] = {}
-_lock = threading.Lock()
 
 
 def callback_client() -> httpx.Client:
     """SSRF-guarded (the address is checked again when connecting, and connected to as checked), no redirects."""
-    allow_private = bool(settings.ALLOW_PRIVATE_NETWORK_TARGETS)
-    with _lock:
-        client = _clients.get(allow_private)
-        if client is None:
-            client = _clients[allow_private] = make_http_client(
-                allow_private=allow_private, follow_redirects=False, timeout=TIMEOUT_SECONDS
-            )
-    return client
+    return guarded_client(follow_redirects=False, timeout=TIMEOUT_SECONDS)
 
 
 def validate_callbacks(callbacks: list[dict[str, Any]]) -> None:
@@ -95,13 +87,11 @@ def sign(*, secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 def callback_body(delivery: CallbackDelivery) -> str:
-    from .services import _rfc3339
-
     run = delivery.run
     return json.dumps(
         {
             "id": str(run.id), "status": run.status, "output": run.output, "error": run.error,
-            "metadata": delivery.metadata, "started_at": _rfc3339(run.started_at), "ended_at": _rfc3339(run.ended_at),
+            "metadata": delivery.metadata, "started_at": rfc3339(run.started_at), "ended_at": rfc3339(run.ended_at),
         },
         separators=(",", ":"),
     )

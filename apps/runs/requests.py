@@ -180,7 +180,7 @@ def _callbacks(fields: _Fields) -> list[dict[str, Any]]:
     return [dict(c) for c in serializer.validated_data]
 
 
-def parse_runs_request(data, *, has_files: bool = False, idempotency_key: str = "") -> RunRequest:
+def parse_runs_request(data, *, idempotency_key: str = "") -> RunRequest:
     """`POST /v1/runs`."""
     _refuse_unknown(data, RUNS_FIELDS)
     fields = _Fields(_plain(data))
@@ -197,7 +197,7 @@ def parse_runs_request(data, *, has_files: bool = False, idempotency_key: str = 
     return request
 
 
-def parse_invoke_request(data, *, has_files: bool = False, idempotency_key: str = "") -> RunRequest:
+def parse_invoke_request(data, *, idempotency_key: str = "") -> RunRequest:
     """Direct invoke `POST /`."""
     _refuse_unknown(data, INVOKE_FIELDS)
     fields = _Fields(_plain(data))

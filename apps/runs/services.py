@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.errors import BadRequest, Conflict, NodeFailed, RequirementsUnsatisfied
+from apps.core.formats import rfc3339
 from apps.credentials.services import InProcessResolver
 from apps.deployments.models import App
 from apps.engine import RunContext, RunOptions, RunResult, execute
@@ -266,9 +267,9 @@ def serialize_run(run: Run) -> dict[str, Any]:
         "error": run.error,
         "user_id": run.user_id or None,
         "session_id": run.session_id or None,
-        "created_at": _rfc3339(run.created_at),
-        "started_at": _rfc3339(run.started_at),
-        "ended_at": _rfc3339(run.ended_at),
+        "created_at": rfc3339(run.created_at),
+        "started_at": rfc3339(run.started_at),
+        "ended_at": rfc3339(run.ended_at),
         "nodes": run.nodes,
     }
 
@@ -278,10 +279,6 @@ def serialize_event(event: RunEvent) -> dict[str, Any]:
         "id": str(event.id),
         "type": event.type,
         "sequence": event.sequence,
-        "timestamp": _rfc3339(event.timestamp),
+        "timestamp": rfc3339(event.timestamp),
         "data": event.data,
     }
-
-
-def _rfc3339(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
