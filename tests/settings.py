@@ -1,7 +1,21 @@
-"""Test settings: the product's settings plus test-only apps (e.g. a real OAuth2 provider)."""
+"""Test settings: the product's settings plus test-only apps (e.g. a real OAuth2 provider).
+
+Every test session owns its state, so two suites on one machine never collide: its own PostgreSQL
+database, and its own Celery queue and Redis key prefix (inherited by the Celery workers it starts, which
+load these settings too, through RCP_TEST_SESSION).
+"""
+
+import os as _os
+import secrets as _secrets
 
 from config.settings import *  # noqa: F403
-from config.settings import INSTALLED_APPS
+from config.settings import CELERY_BROKER_TRANSPORT_OPTIONS, INSTALLED_APPS
+
+TEST_SESSION = _os.environ.setdefault("RCP_TEST_SESSION", f"{_os.getpid()}-{_secrets.token_hex(4)}")
+if _os.environ.get("PYTEST_XDIST_WORKER"):
+    TEST_SESSION = f"{TEST_SESSION}-{_os.environ['PYTEST_XDIST_WORKER']}"
+CELERY_TASK_DEFAULT_QUEUE = f"rcp-test-{TEST_SESSION}"
+CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": f"rcp-test-{TEST_SESSION}:"}
 
 INSTALLED_APPS = [*INSTALLED_APPS, "oauth2_provider", "tests.oauth_provider"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
@@ -18,12 +32,16 @@ LOGIN_URL = "/o/login/"
 # token, live-server threads) could not be tested there; a file has the production behaviour: WAL,
 # IMMEDIATE write transactions that queue on the busy timeout.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
-    import os as _os
     import tempfile as _tempfile
 
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": _os.path.join(_tempfile.gettempdir(), f"rcp-test-{_os.getpid()}.sqlite3"),
     }
+
+else:
+    # PostgreSQL: a database of this test session's own (pytest-django would otherwise use `test_<name>`
+    # for every suite on the machine, and two suites would drop each other's database).
+    DATABASES["default"]["TEST"] = {"NAME": f"test_rcp_{_os.getpid()}"}  # noqa: F405
 
 # Tests never run collectstatic: let WhiteNoise serve from the app finders (Swagger UI's local assets).
 WHITENOISE_USE_FINDERS = True

@@ -1,5 +1,5 @@
 """The `celery` executor with a real worker (`celery -A config worker`, a subprocess) on the local Redis
-(database 15, flushed) and the test's database (shared_db: the PostgreSQL test database, or a SQLite
+(this session's own queue and key prefix, see tests/settings.py; only those keys are deleted after) and the test's database (shared_db: the PostgreSQL test database, or a SQLite
 file): background runs complete; a worker killed with SIGKILL mid-run and restarted leaves every run
 ended exactly once."""
 
@@ -41,9 +41,14 @@ def redis_db():
         if REQUIRE_SERVICES:
             raise
         pytest.skip("Redis is not running on 127.0.0.1:6379")
-    client.flushdb()
     yield client
-    client.flushdb()
+    # Delete what this session wrote, and nothing else: another suite may be using the same database.
+    from django.conf import settings as django_settings
+
+    prefix = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 class Worker:
