@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import AccessKeyAuthentication, CanUseApp
 from apps.core.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from apps.core.pagination import paginate
-from apps.core.schema import envelope, page
+from apps.core.schema import page
 
 from . import modes
 from . import schema as doc
@@ -60,7 +60,7 @@ class AppApi(APIView):
         _attach_files(request, run_request)
         if run_request.mode == "sync":
             run, _ = run_sync(app=request.app, request=run_request)
-            return Response({"data": serialize_run(run)})
+            return Response(serialize_run(run))
         return modes.start(request=request, app=request.app, run_request=run_request, kind=kind)
 
 
@@ -97,13 +97,14 @@ class InvokeApi(AppApi):
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_invoke", summary="Invoke the App (sync, async with callbacks, or stream)",
-        description="The seed's direct invoke. Synchronous by default: 200 `{data: Run}`. `execution_mode: async`: "
+        description="The seed's direct invoke. Synchronous by default: 200 with the Run object itself (bare). "
+                    "`execution_mode: async`: "
                     "202 `{id, status: accepted}`, the run's end is POSTed to the callbacks. `stream: true`: "
                     "`text/event-stream`. Exactly the documented fields: any other (e.g. `connections`, `user_id`) is "
                     "a 400 naming it, as connections cannot be overridden per request." + doc.PUBLIC_APPS,
         request={"application/json": doc.InvokeSerializer, "multipart/form-data": doc.InvokeMultipartSerializer},
         parameters=[doc.IDEMPOTENCY_KEY],
-        responses={(200, "application/json"): doc.RUN_ENVELOPE, (200, "text/event-stream"): doc.SSE_INVOKE,
+        responses={(200, "application/json"): doc.RunSerializer, (200, "text/event-stream"): doc.SSE_INVOKE,
                    (202, "application/json"): doc.RunAcceptedSerializer,
                    **doc.app_errors(400, 409, 413, 415, 502)},
     )
@@ -126,14 +127,15 @@ class RunsApi(AppApi):
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_runs_create", summary="Run the App's workflow (sync, background or stream)",
-        description="Synchronous by default: 200 `{data: Run}`. `background: true`: 202 `{data: Run}` (status "
+        description="Synchronous by default: 200 with the Run object itself (bare, as the seed's example reads "
+                    "`run[\"status\"]`). `background: true`: 202 with the Run (status "
                     "`created`). `stream: true`: `text/event-stream` of run events. `user_id` picks the end user whose "
                     "linked connections satisfy the workflow's requirements. Exactly the documented fields: any other "
                     "is a 400 naming it." + doc.PUBLIC_APPS,
         request={"application/json": doc.RunCreateSerializer, "multipart/form-data": doc.RunCreateMultipartSerializer},
         parameters=[doc.IDEMPOTENCY_KEY],
-        responses={(200, "application/json"): doc.RUN_ENVELOPE, (200, "text/event-stream"): doc.SSE_RUN_EVENTS,
-                   (202, "application/json"): doc.RUN_ENVELOPE,
+        responses={(200, "application/json"): doc.RunSerializer, (200, "text/event-stream"): doc.SSE_RUN_EVENTS,
+                   (202, "application/json"): doc.RunSerializer,
                    **doc.app_errors(400, 409, 413, 415, 502)},
     )
     def post(self, request):
@@ -151,9 +153,9 @@ def get_run(request, run_id) -> Run:
 class RunDetailApi(AppApi):
     anonymous_methods = ("GET",)  # public Apps: runs without user_id, by ID (get_run)
     @extend_schema(tags=[doc.TAG], operation_id="app_runs_retrieve", summary="A run", description=doc.PUBLIC_APPS.strip(),
-                   responses={200: doc.RUN_ENVELOPE, **doc.app_errors()})
+                   responses={200: doc.RunSerializer, **doc.app_errors()})
     def get(self, request, run_id):
-        return Response({"data": serialize_run(get_run(request, run_id))})
+        return Response(serialize_run(get_run(request, run_id)))
 
 
 class RunEventsApi(AppApi):
@@ -212,14 +214,15 @@ class RunCancelApi(AppApi):
 
 
 class FilesApi(AppApi):
-    """`POST /v1/files` (multipart part `file`) → 201 `{"data": {id, name, size, mime_type}}`."""
+    """`POST /v1/files` (multipart part `file`) → 201 `{id, name, size, mime_type}` (bare, like every single
+object on the App host)."""
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_files_create", summary="Upload a file for later runs",
         description="One multipart part named `file`; the File belongs to this App (use its ID in `file_ids`)."
                     + doc.PUBLIC_APPS,
         request={"multipart/form-data": doc.FileUploadSerializer},
-        responses={201: envelope(doc.FileSerializer), **doc.app_errors(400, 413, 415)},
+        responses={201: doc.FileSerializer, **doc.app_errors(400, 413, 415)},
     )
     def post(self, request):
         if not _is_multipart(request):
@@ -233,7 +236,7 @@ class FilesApi(AppApi):
             raise BadRequest(f"Unknown field(s): {', '.join(unknown)}.", details={k: ["unknown field"] for k in unknown})
         if len(uploads) != 1:
             raise BadRequest("Send exactly one part named 'file'.", details={"file": ["exactly one file is required"]})
-        return Response({"data": serialize_file(file_create(app=request.app, upload=uploads[0]))}, status=201)
+        return Response(serialize_file(file_create(app=request.app, upload=uploads[0])), status=201)
 
 
 class RequirementsStatusApi(AppApi):

@@ -1,6 +1,6 @@
 """Non-synchronous modes of `POST /v1/runs` and direct invoke `POST /`.
 
-- background (runs API) → 202 `{"data": Run}` with status `created`; the executor runs it.
+- background (runs API) → 202 with the Run itself (status `created`); the executor runs it.
 - async (invoke) → 202 `{"id", "status": "accepted"}`; the executor runs it, then the callbacks fire.
 - stream → Server-Sent Events while the run executes. The run is persisted and claimed by this request,
   then executed in a thread of this process (not the executor: the answer has to come from here, and a
@@ -51,7 +51,7 @@ def start(*, request, app: App, run_request: RunRequest, kind: str):
         run, replayed = run_accept(app=app, request=run_request)
         if run_request.mode == "async":
             return Response({"id": str(run.id), "status": "accepted"}, status=202)
-        return Response({"data": serialize_run(run)}, status=202)
+        return Response(serialize_run(run), status=202)
     return _stream(app=app, run_request=run_request, kind=kind)
 
 

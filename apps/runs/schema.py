@@ -12,7 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from apps.core.schema import ErrorBodySerializer, ErrorSerializer, envelope, error_responses
+from apps.core.schema import ErrorBodySerializer, ErrorSerializer, error_responses
 
 from .files import MAX_FILES_PER_RUN
 from .models import Run
@@ -83,7 +83,7 @@ class _RunsFieldsSerializer(_RunOptionsSerializer):
                                     help_text="The end user whose linked connections satisfy the requirements.")
     session_id = serializers.CharField(required=False, min_length=1, max_length=255)
     background = serializers.BooleanField(required=False, default=False,
-                                          help_text="202 `{data: Run}` (status `created`) at once; not with `stream`.")
+                                          help_text="202 with the Run (status `created`) at once; not with `stream`.")
 
 
 class RunCreateSerializer(_RunsFieldsSerializer):
@@ -179,7 +179,6 @@ class RequirementsStatusSerializer(serializers.Serializer):
     unsatisfied = UnsatisfiedRequirementSerializer(many=True)
 
 
-RUN_ENVELOPE = envelope(RunSerializer)
 
 # Server-Sent Events. In OpenAPI 3.0 the schema of a `text/event-stream` answer describes one event (the
 # fields of an SSE frame), as tools that read event streams (e.g. schemathesis) take it.

@@ -94,7 +94,7 @@ def test_demo_runs_end_to_end_with_per_user_credentials(transactional_db, live_s
         response = client.post("/v1/runs", {"input": {"question": "unpaid"}, "user_id": user_id},
                                content_type="application/json", HTTP_HOST=app.hostname, HTTP_AUTHORIZATION=f"Bearer {key}")
         assert response.status_code == 200, response.content
-        run = response.json()["data"]
+        run = response.json()
         assert run["status"] == "completed", run
         accounts[user_id] = run["output"]["my_account"]
         assert run["output"]["shared_account"].startswith("acct_")

@@ -184,7 +184,7 @@ def test_a_run_for_the_user_uses_the_credentials_linked_in_the_browser(live_serv
 
         run = api.post("/v1/runs", json={"input": {"question": "march"}, "user_id": "user-42"})
         assert run.status_code == 200, run.text
-        assert run.json()["data"]["status"] == "completed", run.text
+        assert run.json()["status"] == "completed", run.text
         sent = {r.path: r.headers for r in upstream.requests}
         assert sent["/invoices"]["Authorization"] == f"Bearer {USER_KEY}"
         assert sent["/contacts"]["Authorization"] == f"Bearer {factories.CANARIES['access_token']}"

@@ -95,10 +95,10 @@ def test_app_host_request_bodies_are_closed(document):
 
 
 def test_run_answers_and_event_streams_are_documented(document):
-    for path, accepted in (("/", "RunAccepted"), ("/v1/runs", "RunEnvelope")):
+    for path, accepted in (("/", "RunAccepted"), ("/v1/runs", "Run")):
         responses = _operation(document, "post", path)["responses"]
         assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
-        assert _ref(responses["200"]["content"]["application/json"]) == "RunEnvelope"
+        assert _ref(responses["200"]["content"]["application/json"]) == "Run"
         assert _ref(responses["202"]["content"]["application/json"]) == accepted
         assert {"400", "409", "413", "415", "502"} <= set(responses)
     stream = _operation(document, "get", "/v1/runs/{run_id}/stream")["responses"]["200"]["content"]
@@ -111,7 +111,7 @@ def test_the_documented_shapes_are_what_the_views_return(document, app, owner):
     base = f"/apps/{app.id}"
     run = owner.post(f"{base}/v1/runs", {"input": {"question": "q"}}, format="json")
     assert run.status_code == 200, run.content
-    data = run.json()["data"]
+    data = run.json()
     assert set(data) == _properties(document, "Run")
     assert set(data["nodes"]["call"]) <= _properties(document, "NodeSummary")
     assert set(data["nodes"]["call"]["connection"]) == _properties(document, "NodeConnection")
@@ -121,7 +121,7 @@ def test_the_documented_shapes_are_what_the_views_return(document, app, owner):
     accepted = owner.post(f"{base}/", {"input": {"question": "q"}, "execution_mode": "async"}, format="json")
     assert accepted.status_code == 202 and set(accepted.json()) == _properties(document, "RunAccepted")
     upload = owner.post(f"{base}/v1/files", {"file": _upload()}, format="multipart")
-    assert set(upload.json()["data"]) == _properties(document, "File")
+    assert set(upload.json()) == _properties(document, "File")
     status = owner.get(f"{base}/v1/requirements/status", {"user_id": "user-1"}).json()
     assert set(status) == _properties(document, "RequirementsStatus")
     cancel = owner.post(f"{base}/v1/runs/{data['id']}/cancel")
@@ -153,3 +153,17 @@ def test_json_answers_are_labelled_json_when_an_event_stream_is_accepted(app, ow
     refused = owner.post(f"{base}/v1/runs?format=sse", {"input": {}, "connections": {}}, format="json")
     assert refused.status_code == 400 and refused["Content-Type"] == "application/json"
     assert refused.json()["error"]["details"] == {"connections": ["unknown field"]}
+
+
+@pytest.mark.parametrize(("method", "path", "status", "schema"), [
+    ("post", "/", "200", "Run"),
+    ("post", "/v1/runs", "200", "Run"),
+    ("post", "/v1/runs", "202", "Run"),
+    ("get", "/v1/runs/{run_id}", "200", "Run"),
+    ("post", "/v1/files", "201", "File"),
+    ("get", "/v1/requirements/status", "200", "RequirementsStatus"),
+])
+def test_single_objects_on_the_app_host_are_documented_bare(document, method, path, status, schema):
+    """SPEC section 6: the seed's `run["status"]` works, so a single object is the body itself."""
+    content = _operation(document, method, path)["responses"][status]["content"]["application/json"]
+    assert _ref(content) == schema

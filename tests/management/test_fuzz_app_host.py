@@ -93,11 +93,11 @@ def app_world(actors, thread_executor):  # noqa: F811 (fixtures imported above)
         run = client.post(f"/apps/{app.id}/v1/runs", {"input": {"question": "seed"}, "user_id": LINKED_USER},
                           format="json")
         assert run.status_code == 200, run.content
-        assert run.json()["data"]["status"] == Run.Status.COMPLETED
+        assert run.json()["status"] == Run.Status.COMPLETED
         upload = client.post(f"/apps/{app.id}/v1/files", {"file": _named_upload()}, format="multipart")
         assert upload.status_code == 201, upload.content
-        yield AppWorld(app_id=str(app.id), key=key, run_id=run.json()["data"]["id"],
-                       file_id=upload.json()["data"]["id"], stub=stub)
+        yield AppWorld(app_id=str(app.id), key=key, run_id=run.json()["id"],
+                       file_id=upload.json()["id"], stub=stub)
 
 
 def _named_upload():

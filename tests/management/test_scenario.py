@@ -61,8 +61,8 @@ def test_a_client_builds_deploys_and_runs_the_seed_scenario(owner, upstream, own
 
     run = app_client.post(f"{base}/v1/runs", {"input": {"question": "latest"}, "user_id": "user-42"}, format="json")
     assert run.status_code == 200, run.content
-    assert run.json()["data"]["status"] == "completed"
-    assert run.json()["data"]["output"] == {"output": {"invoices": "/invoices"}}
+    assert run.json()["status"] == "completed"
+    assert run.json()["output"] == {"output": {"invoices": "/invoices"}}
     assert_no_canary(run.content)
     invoices_call, summary_call = upstream.requests
     assert invoices_call.headers["Authorization"] == f"Bearer {CANARIES['user42_api_key']}"

@@ -14,7 +14,7 @@ def test_it_routes_by_app_hostname(client, simple_app, owner_key):
     response = client.post("/v1/runs", BODY, content_type="application/json", HTTP_HOST=simple_app.hostname,
                            HTTP_AUTHORIZATION=f"Bearer {owner_key}")
     assert response.status_code == 200, response.content
-    assert response.json()["data"]["app_id"] == str(simple_app.id)
+    assert response.json()["app_id"] == str(simple_app.id)
 
 
 def test_it_routes_by_app_hostname_with_a_port(client, simple_app, owner_key):
@@ -110,13 +110,13 @@ def test_runs_are_listed_newest_first_with_filters(client, simple_app, owner_key
     created = [r["created_at"] for r in every["data"]]
     assert created == sorted(created, reverse=True)
     detail = client.get(f"/apps/{simple_app.id}/v1/runs/{every['data'][0]['id']}", **auth)
-    assert detail.json()["data"]["id"] == every["data"][0]["id"]
+    assert detail.json()["id"] == every["data"][0]["id"]
     assert client.get(f"/apps/{simple_app.id}/v1/runs", {"status": "bogus"}, **auth).status_code == 400
 
 
 def test_runs_of_another_app_are_404(client, simple_app, project, owner_key):
     auth = {"HTTP_AUTHORIZATION": f"Bearer {owner_key}"}
-    run_id = client.post(f"/apps/{simple_app.id}/v1/runs", BODY, content_type="application/json", **auth).json()["data"]["id"]
+    run_id = client.post(f"/apps/{simple_app.id}/v1/runs", BODY, content_type="application/json", **auth).json()["id"]
     other = factories.make_app(project, name="Other", version=simple_app.current_deployment.workflow_version)
     assert client.get(f"/apps/{other.id}/v1/runs/{run_id}", **auth).status_code == 404
 
@@ -132,7 +132,7 @@ class TestPublicAppsActAsNoEndUser:
     def test_anonymous_runs_without_user_id_work_and_can_be_read_back(self, client, public_app):
         response = client.post(f"/apps/{public_app.id}/v1/runs", BODY, content_type="application/json")
         assert response.status_code == 200
-        run_id = response.json()["data"]["id"]
+        run_id = response.json()["id"]
         assert client.get(f"/apps/{public_app.id}/v1/runs/{run_id}").status_code == 200
 
     def test_anonymous_runs_as_an_end_user_are_refused(self, client, public_app, upstream):
@@ -154,7 +154,7 @@ class TestPublicAppsActAsNoEndUser:
     def test_a_users_run_is_hidden_from_anonymous_callers(self, client, public_app, owner_key):
         auth = {"HTTP_AUTHORIZATION": f"Bearer {owner_key}"}
         run_id = client.post(f"/apps/{public_app.id}/v1/runs", {**BODY, "user_id": "victim"},
-                             content_type="application/json", **auth).json()["data"]["id"]
+                             content_type="application/json", **auth).json()["id"]
         for path in ("", "/events"):
             assert client.get(f"/apps/{public_app.id}/v1/runs/{run_id}{path}").status_code == 404
         assert client.post(f"/apps/{public_app.id}/v1/runs/{run_id}/cancel").status_code == 404

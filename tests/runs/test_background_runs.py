@@ -37,7 +37,7 @@ def test_a_background_run_is_accepted_then_completes(api_client, actors, thread_
     app = make_http_app(actors["project"], f"{upstream.url}/bg")
     response = post_runs(api_client, app, actors["owner_key"], {"input": {"question": "hello"}, "background": True})
     assert response.status_code == 202, response.content
-    data = response.json()["data"]
+    data = response.json()
     assert data["status"] == "created" and data["output"] is None
     run = wait_for(lambda: terminal(data["id"]), message="run end")
     assert run.status == "completed" and run.mode == "background" and run.attempts == 1
@@ -70,9 +70,9 @@ def test_a_repeat_with_the_same_idempotency_key_returns_the_first_run(api_client
     first = post_runs(api_client, simple_app, owner_key, body, HTTP_IDEMPOTENCY_KEY="order-17")
     again = post_runs(api_client, simple_app, owner_key, body, HTTP_IDEMPOTENCY_KEY="order-17")
     assert first.status_code == again.status_code == 202
-    assert first.json()["data"]["id"] == again.json()["data"]["id"]
+    assert first.json()["id"] == again.json()["id"]
     other = post_runs(api_client, simple_app, owner_key, body, HTTP_IDEMPOTENCY_KEY="order-18")
-    assert other.json()["data"]["id"] != first.json()["data"]["id"]
+    assert other.json()["id"] != first.json()["id"]
     assert Run.objects.count() == 2
 
 
@@ -87,7 +87,7 @@ def test_async_invoke_is_idempotent_too(api_client, simple_app, owner_key):
 
 
 def test_events_and_cancel_refuse_another_project(api_client, simple_app, owner_key, outsider_key):
-    run = post_runs(api_client, simple_app, owner_key, {"input": {"question": "q"}, "background": True}).json()["data"]
+    run = post_runs(api_client, simple_app, owner_key, {"input": {"question": "q"}, "background": True}).json()
     for path in ("events", "stream"):
         assert api_client.get(f"/apps/{simple_app.id}/v1/runs/{run['id']}/{path}",
                               HTTP_AUTHORIZATION=f"Bearer {outsider_key}").status_code == 403
@@ -97,7 +97,7 @@ def test_events_and_cancel_refuse_another_project(api_client, simple_app, owner_
 
 
 def test_events_cancel_and_stream_refuse_the_wrong_method(api_client, simple_app, owner_key):
-    run = post_runs(api_client, simple_app, owner_key, {"input": {"question": "q"}, "background": True}).json()["data"]
+    run = post_runs(api_client, simple_app, owner_key, {"input": {"question": "q"}, "background": True}).json()
     base = f"/apps/{simple_app.id}/v1/runs/{run['id']}"
     auth = {"HTTP_AUTHORIZATION": f"Bearer {owner_key}"}
     assert api_client.post(f"{base}/events", **auth).status_code == 405
@@ -106,7 +106,7 @@ def test_events_cancel_and_stream_refuse_the_wrong_method(api_client, simple_app
 
 
 def test_cancel_of_a_queued_run_ends_it_at_once_and_of_a_finished_one_is_a_no_op(api_client, simple_app, owner_key):
-    run = post_runs(api_client, simple_app, owner_key, {"input": {"question": "q"}, "background": True}).json()["data"]
+    run = post_runs(api_client, simple_app, owner_key, {"input": {"question": "q"}, "background": True}).json()
     url = f"/apps/{simple_app.id}/v1/runs/{run['id']}/cancel"
     response = api_client.post(url, HTTP_AUTHORIZATION=f"Bearer {owner_key}")
     assert response.status_code == 200 and response.json() == {"message": "canceled"}
@@ -139,7 +139,7 @@ def test_cancel_during_a_slow_node_stops_the_run_before_the_next_node(api_client
         ))
         app = factories.make_app(actors["project"], name="Slow", version=version)
         key = actors["owner_key"]
-        run = post_runs(api_client, app, key, {"input": {"question": "q"}, "background": True}).json()["data"]
+        run = post_runs(api_client, app, key, {"input": {"question": "q"}, "background": True}).json()
         wait_for(lambda: started, message="the slow node to start")
         response = api_client.post(f"/apps/{app.id}/v1/runs/{run['id']}/cancel", HTTP_AUTHORIZATION=f"Bearer {key}")
         assert response.status_code == 200

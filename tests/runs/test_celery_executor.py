@@ -120,8 +120,8 @@ def post_background(api_client, app, key, question):
     response = api_client.post(f"/apps/{app.id}/v1/runs", {"input": {"question": question}, "background": True},
                                format="json", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 202, response.content
-    assert response.json()["data"]["status"] == "created"
-    return response.json()["data"]["id"]
+    assert response.json()["status"] == "created"
+    return response.json()["id"]
 
 
 def terminal_events(run_id) -> int:

@@ -35,7 +35,7 @@ def test_it_uploads_a_file(api_client, project, owner_key):
     app = files_app(project)
     response = upload(api_client, app, owner_key)
     assert response.status_code == 201, response.content
-    data = response.json()["data"]
+    data = response.json()
     assert data == {"id": data["id"], "name": "report.csv", "size": 12, "mime_type": "text/csv"}
     stored = File.objects.get(id=data["id"])
     assert stored.app_id == app.id and stored.file.read() == b"hello,world\n"
@@ -66,11 +66,11 @@ def test_it_refuses_the_wrong_actor(api_client, project, outsider_key):
 
 def test_a_run_reads_its_files_through_input_files(api_client, project, owner_key):
     app = files_app(project)
-    file_id = upload(api_client, app, owner_key).json()["data"]["id"]
+    file_id = upload(api_client, app, owner_key).json()["id"]
     response = api_client.post(f"/apps/{app.id}/v1/runs", {"input": {"question": "q"}, "file_ids": [file_id]},
                                format="json", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
     assert response.status_code == 200, response.content
-    assert response.json()["data"]["output"] == {"names": "report.csv", "first": "hello,world\n", "count": 1}
+    assert response.json()["output"] == {"names": "report.csv", "first": "hello,world\n", "count": 1}
 
 
 def test_multipart_files_on_invoke_and_runs_become_files_of_the_app(api_client, project, owner_key):
@@ -79,18 +79,18 @@ def test_multipart_files_on_invoke_and_runs_become_files_of_the_app(api_client, 
             "files": [SimpleUploadedFile("a.txt", b"alpha", "text/plain"), SimpleUploadedFile("b.bin", b"\x00\x01")]}
     response = api_client.post(f"/apps/{app.id}/", body, format="multipart", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
     assert response.status_code == 200, response.content
-    assert response.json()["data"]["output"] == {"names": "a.txt,b.bin", "first": "alpha", "count": 2}
+    assert response.json()["output"] == {"names": "a.txt,b.bin", "first": "alpha", "count": 2}
     assert File.objects.filter(app=app).count() == 2
     body = {"input": json.dumps({"question": "q"}), "files": [SimpleUploadedFile("c.md", b"# c", "text/markdown")]}
     response = api_client.post(f"/apps/{app.id}/v1/runs", body, format="multipart", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
-    assert response.json()["data"]["output"]["names"] == "c.md"
-    run = Run.objects.get(id=response.json()["data"]["id"])
+    assert response.json()["output"]["names"] == "c.md"
+    run = Run.objects.get(id=response.json()["id"])
     assert run.file_ids == [str(File.objects.get(name="c.md").id)]
 
 
 def test_a_file_uploaded_to_app_a_cannot_be_used_by_app_b(api_client, project, owner_key):
     app_a, app_b = files_app(project, "App A"), files_app(project, "App B")
-    file_id = upload(api_client, app_a, owner_key).json()["data"]["id"]
+    file_id = upload(api_client, app_a, owner_key).json()["id"]
     for body in ({"input": {"question": "q"}, "file_ids": [file_id]},
                  {"input": {"question": "q"}, "file_ids": [file_id], "background": True}):
         response = api_client.post(f"/apps/{app_b.id}/v1/runs", body, format="json", HTTP_AUTHORIZATION=f"Bearer {owner_key}")

@@ -34,7 +34,7 @@ def test_invoke_accepts_every_documented_sync_field(api_client, simple_app, owne
             "execution_mode": "sync"}
     response = post(api_client, simple_app, "/", owner_key, body)
     assert response.status_code == 200, response.content
-    data = response.json()["data"]
+    data = response.json()
     assert data["status"] == "completed"
     assert data["output"]["body"]["path"] == "/call"  # last_node_output: the http node's output itself
 
@@ -44,7 +44,7 @@ def test_runs_accepts_every_documented_sync_field(api_client, simple_app, owner_
             "last_node_output": False, "error_on_node_failure": False, "file_ids": []}
     response = post(api_client, simple_app, "/v1/runs", owner_key, body)
     assert response.status_code == 200, response.content
-    data = response.json()["data"]
+    data = response.json()
     assert (data["user_id"], data["session_id"]) == ("user-1", "s-1")
 
 

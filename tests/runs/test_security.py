@@ -33,7 +33,7 @@ def test_echoed_secrets_are_masked_everywhere_and_never_logged(client, project, 
     response = post_run(client, app, owner_key)
     assert response.status_code == 200
     assert upstream.requests[0].headers["X-Api-Key"] == secret  # the upstream did get the credential
-    body = response.json()["data"]
+    body = response.json()
     assert body["output"]["everything"]["body"]["headers"]["X-Api-Key"] == "********"
     run = Run.objects.get(id=body["id"])
     stored = str(run.output) + str(run.nodes) + str(list(run.events.values_list("data", flat=True)))
@@ -59,7 +59,7 @@ def test_base64_and_url_encoded_echoes_are_masked(client, project, owner_key):
             factories.http_node("leak", ref={"id": str(connection.id)}, url=stub.url)))
         app = factories.make_app(project, name="Leaky", version=version)
         response = post_run(client, app, owner_key)
-    assert response.json()["data"]["output"]["result"] == {"b64": "********", "url": "********"}
+    assert response.json()["output"]["result"] == {"b64": "********", "url": "********"}
 
 
 @pytest.mark.parametrize("target", ["http://127.0.0.1:9/", "http://[::1]:9/", "http://169.254.169.254/latest/meta-data",
@@ -71,7 +71,7 @@ def test_runs_cannot_reach_private_addresses_with_the_guard_on(client, project, 
     app = factories.make_app(project, name="SSRF", version=version)
     response = post_run(client, app, owner_key)
     assert response.status_code == 200
-    node = response.json()["data"]["nodes"]["fetch"]
+    node = response.json()["nodes"]["fetch"]
     assert node["status"] == "failure"
     assert node["error"]["type"] == "address_not_allowed"
 

@@ -44,7 +44,7 @@ def test_it_runs_each_user_against_their_own_account(api_client, scenario, owner
     r43 = run(api_client, app, owner_key, input={"question": "Summarize my latest invoices"}, user_id="user-43")
     assert r42.status_code == 200, r42.content
     assert r43.status_code == 200, r43.content
-    assert r42.json()["data"]["status"] == "completed"
+    assert r42.json()["status"] == "completed"
     seen = [(r.path, r.headers.get("Authorization")) for r in upstream.requests]
     canaries = factories.CANARIES
     assert seen == [
@@ -55,7 +55,7 @@ def test_it_runs_each_user_against_their_own_account(api_client, scenario, owner
     ]
     assert upstream.requests[0].query == {"q": ["Summarize my latest invoices"]}
     # The upstream echoed the Authorization header: the run's output shows it masked.
-    body = r42.json()["data"]
+    body = r42.json()
     assert body["output"] == {"shared": "********", "mine": "/mine"}
     assert_no_canary(r42.content + r43.content)
 
@@ -64,7 +64,7 @@ def test_it_records_credential_provenance_not_values(api_client, scenario, owner
     from apps.runs.models import Run
 
     response = run(api_client, scenario["app"], owner_key, input={"question": "q"}, user_id="user-43")
-    stored = Run.objects.get(id=response.json()["data"]["id"])
+    stored = Run.objects.get(id=response.json()["id"])
     assert stored.nodes["shared"]["connection"] == {
         "connection_id": str(scenario["shared"].id), "owner": "project", "user_id": None, "requirement_id": None,
     }
@@ -144,7 +144,7 @@ def test_a_401_from_the_provider_marks_the_end_user_connection_unauthorized(api_
         factories.link_end_user(app, requirement, "user-42", {"url": provider.url, "api_key": "revoked-upstream-key"})
         response = run(api_client, app, owner_key, input={"question": "q"}, user_id="user-42")
     assert response.status_code == 200
-    assert response.json()["data"]["nodes"]["mine"]["status"] == "failure"
+    assert response.json()["nodes"]["mine"]["status"] == "failure"
     link = EndUserLink.objects.select_related("connection").get(app=app, user_id="user-42")
     assert link.connection.status == "unauthorized"
     status_response = api_client.get(f"/apps/{app.id}/v1/requirements/status", {"user_id": "user-42"},

@@ -43,7 +43,7 @@ def finished_run(api_client, actors, thread_executor, upstream):
     app = make_http_app(actors["project"], f"{upstream.url}/s")
     response = api_client.post(f"/apps/{app.id}/v1/runs", {"input": {"question": "q"}, "background": True}, format="json",
                                HTTP_AUTHORIZATION=f"Bearer {actors['owner_key']}")
-    run_id = response.json()["data"]["id"]
+    run_id = response.json()["id"]
     wait_for(lambda: Run.objects.get(id=run_id).is_terminal, message="run end")
     return app, run_id
 

@@ -139,23 +139,33 @@ class Command(BaseCommand):
         out(f"  {app_base}/            (*.localhost resolves to loopback)")
         out(f"  {path_base}/   (same API without wildcard DNS)")
         out("")
-        out("Try:")
-        out(f'  export KEY="{raw_key}"')
-        out(f'  curl -s -H "Authorization: Bearer $KEY" "{app_base}/v1/requirements/status?user_id=user-42"')
+        out("Try the seed page's own examples (paste them as they are):")
+        out(f'  export DYNAMIQ_ACCESS_KEY="{raw_key}"')
+        out("")
+        out("  # Which requirements has this user satisfied?")
+        out(f'  curl "{app_base}/v1/requirements/status?user_id=user-42" \\')
+        out('    -H "Authorization: Bearer $DYNAMIQ_ACCESS_KEY"')
+        out("")
+        out("  # Run as user-42, then as user-43: the same version against two different accounts")
         for user_id in DEMO_USERS:
-            out(
-                f'  curl -s -X POST -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" '
-                f"-d '{{\"input\": {{\"question\": \"unpaid\"}}, \"user_id\": \"{user_id}\"}}' {app_base}/v1/runs"
-            )
+            out(f'  curl -X POST "{app_base}/v1/runs" \\')
+            out('    -H "Content-Type: application/json" \\')
+            out('    -H "Authorization: Bearer $DYNAMIQ_ACCESS_KEY" \\')
+            out(f'    -d \'{{"input": {{"question": "Summarize my latest invoices"}}, "user_id": "{user_id}"}}\'')
+        out("")
         out("  # A user who has not linked an account yet (requirements_unsatisfied), and a connect link for them:")
         out(
-            f'  curl -s -X POST -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" '
-            f"-d '{{\"input\": {{\"question\": \"unpaid\"}}, \"user_id\": \"user-99\"}}' {app_base}/v1/runs"
+            f'  curl -X POST "{app_base}/v1/runs" -H "Content-Type: application/json" '
+            f'-H "Authorization: Bearer $DYNAMIQ_ACCESS_KEY" '
+            f"-d '{{\"input\": {{\"question\": \"unpaid\"}}, \"user_id\": \"user-99\"}}'"
         )
         out(
-            f'  curl -s -X POST -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" '
-            f"-d '{{\"user_id\": \"user-99\"}}' {app_base}/v1/connect/tokens"
+            f'  curl -X POST "{app_base}/v1/connect/tokens" -H "Content-Type: application/json" '
+            f'-H "Authorization: Bearer $DYNAMIQ_ACCESS_KEY" -d \'{{"user_id": "user-99"}}\''
         )
+        out("")
+        # Python's resolver (unlike curl's) may not map *.localhost to loopback: give it the path form.
+        out(f'  # The seed\'s Python snippet works as written with endpoint = "{path_base}"')
         out("  # Without wildcard DNS, replace the App URL with:")
         out(f"  #   {path_base}")
         out("")
