@@ -66,7 +66,13 @@ RUNS_LEASE_SECONDS = env.float("RUNS_LEASE_SECONDS", default=30.0)
 # Thread executor: pick up runs left `created`/`started` when a server process starts (on its first
 # request). Unset = automatic (runserver, gunicorn); true/false forces it for other servers.
 RUNS_RECOVER_ON_START = env.bool("RUNS_RECOVER_ON_START", default=None)
-CONNECT_TOKEN_TTL_SECONDS = env.int("CONNECT_TOKEN_TTL_SECONDS", default=24 * 3600)
+# Connect links (SPEC §12): 30 minutes by default, at most 24 hours. A larger value is refused at start
+# rather than clamped: a silently shortened lifetime would surprise whoever set it.
+CONNECT_TOKEN_TTL_SECONDS = env.int("CONNECT_TOKEN_TTL_SECONDS", default=30 * 60)
+if not 0 < CONNECT_TOKEN_TTL_SECONDS <= 24 * 3600:
+    raise ImproperlyConfigured("CONNECT_TOKEN_TTL_SECONDS must be between 1 and 86400 (24 hours)")
+# Refused internal-API calls are counted and logged, one line per reason per this many seconds at most.
+INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS = env.float("INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS", default=60.0)
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 # Serve the demo third-party API (/demo-upstream/) used by `manage.py demo`. On in development.
@@ -254,14 +260,28 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# No log line carries a token (SPEC §12): request lines print the query string (`/connect?token=...`,
+# the OAuth callback's `?code=`), so every handler, and the request-line loggers themselves, redact
+# token-like query values. runserver's `django.server` logger has its own handler (Django's default),
+# redefined here to add the filter.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_query_secrets": {"()": "apps.core.log_redaction.RedactQuerySecrets"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_query_secrets"]},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server",
+                          "filters": ["redact_query_secrets"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
-        "django.request": {"level": "ERROR"},
+        "django.request": {"level": "ERROR", "filters": ["redact_query_secrets"]},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False,
+                          "filters": ["redact_query_secrets"]},
         # httpx logs every request URL (query string included) at INFO: a connection's query
         # parameters can hold credentials, so only warnings from the HTTP stack reach the logs.
         "httpx": {"level": "WARNING"},

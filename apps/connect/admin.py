@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from apps.connections.models import Connection
-from apps.core.admin_utils import CascadeReadOnlyMixin, admin_link, badge, confirm_action
+from apps.core.admin_utils import CascadeReadOnlyMixin, ReadOnlyAdminMixin, admin_link, badge, confirm_action
 
-from .models import EndUserLink
+from .models import EndUserLink, UsedConnectToken
 from .services import link_revoke
 
 
@@ -86,3 +86,15 @@ class EndUserLinkAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
             self.message_user(request, f"Revoked {label}{upstream.get(outcome.get('revoked_upstream'), '')}.",
                               messages.SUCCESS)
         return None
+
+
+@admin.register(UsedConnectToken)
+class UsedConnectTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Connect links already opened on the hosted page (single use). Written by the page, purged once expired.
+
+    A `jti` is a token's ID, not the token: it cannot be used to connect anything.
+    """
+
+    list_display = ("jti", "used_at", "expires_at")
+    search_fields = ("jti",)
+    date_hierarchy = "used_at"

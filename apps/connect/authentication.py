@@ -12,6 +12,7 @@ from apps.accounts.authentication import bearer_token
 from apps.accounts.models import ACCESS_KEY_PREFIX
 from apps.deployments.selectors import app_by_id
 
+from .selectors import connect_token_used_on_page
 from .tokens import ConnectClaims, InvalidConnectToken, decode
 
 
@@ -41,6 +42,12 @@ class ConnectTokenAuthentication(authentication.BaseAuthentication):
             claims = decode(token)
         except InvalidConnectToken as exc:
             raise exceptions.AuthenticationFailed(exc.message)
+        # A token exchanged on the hosted page is spent: its URL (history, logs, a forwarded mail) must not
+        # keep working on the API for the rest of its lifetime, or single use of the page would be moot.
+        if connect_token_used_on_page(jti=claims.jti):
+            raise exceptions.AuthenticationFailed(
+                "This connect token was used to open the hosted connect page; ask the application for a new one."
+            )
         app = app_by_id(app_id=claims.app_id)
         if app is None:
             raise exceptions.AuthenticationFailed("This connect token's App no longer exists.")

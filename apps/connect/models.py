@@ -22,3 +22,20 @@ class EndUserLink(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.user_id} → {self.requirement.name}"
+
+
+class UsedConnectToken(models.Model):
+    """A connect token (by its `jti`) that a browser exchanged on the hosted page: the page exchange is
+    single-use (SPEC §12). The unique `jti` makes the claim one atomic insert on SQLite and PostgreSQL
+    alike, across processes; rows are useless once the token expires and are purged then.
+    """
+
+    jti = models.CharField(max_length=64, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-used_at"]
+
+    def __str__(self) -> str:
+        return f"connect token {self.jti[:6]}… used at {self.used_at:%Y-%m-%d %H:%M:%S}"

@@ -10,7 +10,7 @@ from apps.core.errors import NotFound
 from apps.deployments.models import App
 from apps.workflows.models import Requirement
 
-from .models import EndUserLink
+from .models import EndUserLink, UsedConnectToken
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,8 @@ def end_user_link(*, app: App, user_id: str, requirement: Requirement) -> EndUse
         .filter(app=app, user_id=user_id, requirement=requirement)
         .first()
     )
+
+
+def connect_token_used_on_page(*, jti: str) -> bool:
+    """Whether the hosted page exchanged the token with this `jti` (one indexed lookup)."""
+    return UsedConnectToken.objects.filter(jti=jti).exists()

@@ -5,6 +5,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.connections import oauth
 from apps.connections.models import Connection, ConnectionConfigChange
@@ -16,7 +17,7 @@ from apps.engine.connection_types import ConfigError
 from apps.workflows.models import Requirement
 
 from . import tokens
-from .models import EndUserLink
+from .models import EndUserLink, UsedConnectToken
 from .selectors import end_user_link
 
 
@@ -57,6 +58,23 @@ def connect_token_create(*, app: App, user_id: str, redirect_url: str | None = N
             )
     token, claims = tokens.mint(app_id=str(app.id), user_id=user_id, redirect_url=redirect_url or "")
     return token, tokens.hosted_page_url(token), claims.expires_at
+
+
+def connect_token_claim_for_page(*, claims: tokens.ConnectClaims) -> bool:
+    """Record that a browser exchanged this token on the hosted page (SPEC §12: the exchange is single-use).
+
+    True for the first exchange, False when the token was exchanged before. One INSERT on the unique
+    `jti` decides it, so two browsers racing in two processes cannot both win (SQLite and PostgreSQL
+    alike). Rows of expired tokens are purged on the way: a used token that expired is refused by its
+    `exp` anyway, so the table only ever holds tokens still within their lifetime.
+    """
+    UsedConnectToken.objects.filter(expires_at__lte=timezone.now()).delete()
+    try:
+        with transaction.atomic():  # a savepoint: a lost race must not break the caller's transaction
+            UsedConnectToken.objects.create(jti=claims.jti, expires_at=claims.expires_at)
+    except IntegrityError:
+        return False
+    return True
 
 
 def _end_user_actor(user_id: str) -> str:

@@ -25,6 +25,10 @@ ALGORITHM = "HS256"
 _PURPOSE = b"apps.connect.tokens/v1"
 MAX_USER_ID_LENGTH = 255
 MAX_TOKEN_LENGTH = 4096
+MAX_JTI_LENGTH = 64  # UsedConnectToken.jti
+# SPEC §12: 30 minutes by default, at most 24 hours (settings.py refuses a larger value at start).
+DEFAULT_TTL_SECONDS = 30 * 60
+MAX_TTL_SECONDS = 24 * 3600
 
 
 class InvalidConnectToken(Unauthorized):
@@ -60,7 +64,8 @@ def mint(*, app_id: str, user_id: str, redirect_url: str = "") -> tuple[str, Con
         app_id=str(app_id),
         user_id=validate_user_id(user_id),
         jti=secrets.token_urlsafe(16),
-        expires_at=now + timedelta(seconds=settings.CONNECT_TOKEN_TTL_SECONDS),
+        # min(): a value changed at run time (not through settings.py) still cannot outlive the maximum.
+        expires_at=now + timedelta(seconds=min(settings.CONNECT_TOKEN_TTL_SECONDS, MAX_TTL_SECONDS)),
         redirect_url=redirect_url or "",
     )
     payload = {
@@ -90,7 +95,8 @@ def decode(token: str) -> ConnectClaims:
     except jwt.PyJWTError as exc:
         raise InvalidConnectToken("This connect link is invalid.") from exc
     user_id, app_id, jti = payload.get("user_id"), payload.get("app_id"), payload.get("jti")
-    if not all(isinstance(v, str) and v for v in (user_id, app_id, jti)) or len(user_id) > MAX_USER_ID_LENGTH:
+    if (not all(isinstance(v, str) and v for v in (user_id, app_id, jti)) or len(user_id) > MAX_USER_ID_LENGTH
+            or len(jti) > MAX_JTI_LENGTH):
         raise InvalidConnectToken("This connect link is invalid.")
     redirect_url = payload.get("redirect_url") or ""
     return ConnectClaims(

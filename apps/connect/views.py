@@ -1,6 +1,7 @@
 """The hosted connect page and the OAuth2 callback (platform host). Plain Django views, no JavaScript.
 
-The connect token is exchanged once for a server-side session (HttpOnly, SameSite=Lax cookie) and the
+The connect token is exchanged once (single use: another browser presenting it later gets "already
+used"; the browser holding the session may open it again) for a server-side session (HttpOnly, SameSite=Lax cookie) and the
 browser is sent to `/connect` without it, so the token is not left in the address bar, the history,
 or a Referer header. Every response carries a strict CSP, `Referrer-Policy: no-referrer`,
 `X-Frame-Options: DENY` and `Cache-Control: no-store`.
@@ -182,6 +183,17 @@ def _exchange_token(request, token: str) -> HttpResponse:
     if app_by_id(app_id=claims.app_id) is None:
         return _error_page(request, title="This application is no longer available",
                            message="The application that sent you here no longer exists.", status=404)
+    current = request.session.get(SESSION_KEY)
+    if isinstance(current, dict) and current.get("jti") == claims.jti:
+        # The browser that exchanged this link opens it again: it holds the session already.
+        return redirect(reverse("connect:page"))
+    if not services.connect_token_claim_for_page(claims=claims):
+        return _error_page(
+            request, title="This link was already used",
+            message="Connect links work once, in the browser that opened them first. "
+            "Go back to the application and start again to get a new link.",
+            status=410,
+        )
     # A fresh session key for a fresh identity (no fixation), then keep the token's claims server-side.
     request.session.cycle_key()
     request.session[SESSION_KEY] = {

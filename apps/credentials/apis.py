@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from .authentication import IsSystem, SystemCredentialAuthentication
 from .models import CredentialAccess
-from .services import audit_denied, handle_unauthorized, resolve_credentials, to_resolved_connection
+from .services import handle_unauthorized, internal_api_refusal_record, resolve_credentials, to_resolved_connection
 
 
 def _connection_payload(resolved) -> dict:
@@ -27,14 +27,15 @@ class _InternalView(APIView):
     permission_classes = [IsSystem]
 
     def permission_denied(self, request, message=None, code=None):
-        audit_denied(requester=CredentialAccess.Requester.INTERNAL_API, reason="missing system credential")
+        internal_api_refusal_record(reason="missing system credential", remote_addr=request.META.get("REMOTE_ADDR", ""))
         super().permission_denied(request, message=message, code=code)
 
     def perform_authentication(self, request):
         try:
             super().perform_authentication(request)
-        except exceptions.AuthenticationFailed:
-            audit_denied(requester=CredentialAccess.Requester.INTERNAL_API, reason="invalid system credential")
+        except exceptions.AuthenticationFailed as exc:
+            internal_api_refusal_record(reason=getattr(exc, "refusal_reason", "invalid system credential"),
+                                        remote_addr=request.META.get("REMOTE_ADDR", ""))
             raise
 
 

@@ -39,7 +39,9 @@ class SystemCredentialAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid system credential.")
         if settings.CREDENTIALS_API_TOKEN_IS_DEVELOPMENT and not _is_loopback(request.META.get("REMOTE_ADDR", "")):
             # The development token is published in the source: off this machine it proves nothing.
-            raise exceptions.AuthenticationFailed("The development system credential is accepted from loopback only.")
+            refused = exceptions.AuthenticationFailed("The development system credential is accepted from loopback only.")
+            refused.refusal_reason = "development system credential off loopback"
+            raise refused
         return SystemPrincipal(), "system"
 
     def authenticate_header(self, request) -> str:
@@ -50,5 +52,5 @@ class IsSystem(permissions.BasePermission):
     message = "The system credential is required."
 
     def has_permission(self, request, view) -> bool:
-        # False (not an exception) so the view's permission_denied runs: it audits the refusal.
+        # False (not an exception) so the view's permission_denied runs: it counts and logs the refusal.
         return request.auth == "system"

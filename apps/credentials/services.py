@@ -13,10 +13,14 @@ OAuth2 tokens within 60 s of expiry are refreshed first (single-flight per conne
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
+
+from django.conf import settings
 
 from apps.connect.models import EndUserLink
 from apps.connections.models import Connection
@@ -132,9 +136,52 @@ def resolve_credentials(
     return resolution
 
 
-def audit_denied(*, requester: str, reason: str) -> None:
-    """Record a refused call of the internal API (bad or missing system credential)."""
-    CredentialAccess.objects.create(requester=requester, outcome=CredentialAccess.Outcome.DENIED, details={"reason": reason})
+class RefusalLog:
+    """Refused internal-API calls, counted and logged instead of audited one row each (SPEC §12).
+
+    An audit row per refusal would let anyone who can reach the platform host fill the audit table, so
+    refusals are counted here (per process, per reason) and logged: one warning line per reason per
+    `interval` seconds at most, carrying how many refusals it stands for. Resolved calls are still audited.
+    """
+
+    def __init__(self, *, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()  # every refusal since the process started, by reason
+        self._suppressed: Counter[str] = Counter()
+        self._last_logged: dict[str, float] = {}
+
+    def record(self, *, reason: str, remote_addr: str, interval: float) -> None:
+        with self._lock:
+            self.counts[reason] += 1
+            now = self._clock()
+            last = self._last_logged.get(reason)
+            if last is not None and now - last < interval:
+                self._suppressed[reason] += 1
+                return
+            self._last_logged[reason] = now
+            suppressed = self._suppressed.pop(reason, 0)
+            total = self.counts[reason]
+        logger.warning(
+            "internal API call refused: %s, from %s (%d more refused for this reason since the last such line, "
+            "not logged; %d in this process)", reason, remote_addr[:64] or "unknown", suppressed, total,
+        )
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self._suppressed.clear()
+            self._last_logged.clear()
+
+
+internal_api_refusals = RefusalLog()
+
+
+def internal_api_refusal_record(*, reason: str, remote_addr: str) -> None:
+    """Count and (rate-limited) log a refused internal-API call. Never a database write."""
+    internal_api_refusals.record(
+        reason=reason, remote_addr=remote_addr, interval=settings.INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS
+    )
 
 
 def handle_unauthorized(*, connection_id: str, requirement_id: str | None, run_id: str | None) -> Connection | None:

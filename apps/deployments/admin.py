@@ -69,7 +69,7 @@ class AppForm(forms.ModelForm):
             hostname = validate_hostname(hostname)
         except BadRequest as exc:
             raise forms.ValidationError(exc.details.get("hostname") or exc.message) from exc
-        if App.objects.filter(hostname=hostname).exists():
+        if App.objects.filter(hostname__iexact=hostname).exists():
             raise forms.ValidationError("This hostname is taken.")
         return hostname
 

@@ -3,7 +3,8 @@
 - Platform host (PLATFORM_URL's host and its aliases): the platform URLconf; `/apps/<app-id>/...`
   is the App API for machines without wildcard DNS (the prefix is stripped, so the App URLconf sees
   the same paths as on the App's own hostname).
-- Any other host must be an App hostname (`<uuid>.<APPS_DOMAIN>` or custom); unknown hosts get 400.
+- Any other host must be an App hostname (`<uuid>.<APPS_DOMAIN>` or custom); unknown hosts and IP
+  literals get 400.
 
 The internal credentials API and the admin exist only in the platform URLconf, so no App host or
 `/apps/<id>/` path can reach them.
@@ -18,6 +19,7 @@ from django.conf import settings
 from apps.core.errors import error_response
 
 from .selectors import app_by_id, app_for_hostname
+from .services import is_ip_literal
 
 _APP_PREFIX = re.compile(r"^/apps/(?P<app_id>[0-9a-fA-F-]{36})(?P<rest>/.*)?$")
 
@@ -53,7 +55,8 @@ class AppHostMiddleware:
                 request.urlconf = settings.APP_HOST_URLCONF
                 request.path_info = match["rest"] or "/"
             return self.get_response(request)
-        app = app_for_hostname(hostname=host) if host else None
+        # An IP literal never names an App, even if an older release stored one as a custom hostname.
+        app = app_for_hostname(hostname=host) if host and not is_ip_literal(host) else None
         if app is None:
             return error_response("bad_request", "Unknown host.", 400)
         request.app = app

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
+import logging
 import re
 import secrets
 import uuid
@@ -15,6 +17,8 @@ from apps.core.errors import BadRequest, Conflict, NotFound
 from apps.workflows.models import WorkflowVersion
 
 from .models import App, Deployment
+
+logger = logging.getLogger(__name__)
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 
@@ -39,12 +43,61 @@ def new_callback_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def validate_hostname(hostname: str) -> str:
+# WHATWG URL parsers (browsers, curl, most proxies) read a host whose last label is a number as IPv4:
+# `127.1`, `0x7f.1`, `0177.0.0.1`, `2130706433`. No DNS top-level domain is numeric.
+_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
+
+
+def is_ip_literal(host: str) -> bool:
+    """An IP address in any form a resolver or URL parser reads as one (IPv4 in any numeric form, IPv6)."""
+    host = (host or "").strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return True
+    except ValueError:
+        pass
+    return bool(_NUMERIC_LABEL.match(host.rsplit(".", 1)[-1])) or ":" in host
+
+
+def _is_under(hostname: str, domain: str) -> bool:
+    return hostname == domain or hostname.endswith("." + domain)
+
+
+def validate_hostname(hostname: str, *, own_default: str | None = None) -> str:
+    """Normalize a custom hostname (lowercase, no trailing dot) and refuse what must not route to an App.
+
+    Refused (SPEC §12): IP literals, the platform host, its aliases and names under it, and names under
+    APPS_DOMAIN other than `own_default` (the App's own `<app-id>.<APPS_DOMAIN>`). Whether the name is
+    taken is checked by `_hostname_free`, in the write's transaction.
+    """
+    if not isinstance(hostname, str):
+        raise BadRequest("Invalid App.", details={"hostname": ["must be a string"]})
     hostname = hostname.strip().lower().rstrip(".")
-    platform_hosts = {settings.PLATFORM_HOST.lower(), *(h.lower() for h in settings.PLATFORM_HOST_ALIASES)}
-    if not _HOSTNAME.match(hostname) or hostname in platform_hosts:
+    if is_ip_literal(hostname):
+        raise BadRequest("Invalid App.", details={"hostname": ["must be a DNS name, not an IP address"]})
+    if not _HOSTNAME.match(hostname):
         raise BadRequest("Invalid App.", details={"hostname": ["must be a DNS name not used by the platform"]})
+    if hostname == own_default:
+        return hostname
+    platform_host = settings.PLATFORM_HOST.lower().rstrip(".")
+    aliases = {h.lower().rstrip(".") for h in settings.PLATFORM_HOST_ALIASES}
+    if hostname in aliases or _is_under(hostname, platform_host):
+        raise BadRequest("Invalid App.", details={"hostname": ["is the platform's own hostname or a name under it"]})
+    if _is_under(hostname, settings.APPS_DOMAIN):
+        raise BadRequest("Invalid App.", details={"hostname": [
+            f"names under {settings.APPS_DOMAIN} are reserved: an App gets its own <app-id>.{settings.APPS_DOMAIN}"
+        ]})
     return hostname
+
+
+def _hostname_free(hostname: str, *, app: App | None = None) -> None:
+    taken = App.objects.filter(hostname__iexact=hostname)
+    if app is not None:
+        taken = taken.exclude(pk=app.pk)
+    if taken.exists():
+        raise Conflict("This hostname is taken.", details={"hostname": [hostname]})
 
 
 @transaction.atomic
@@ -65,9 +118,9 @@ def app_create(
     if App.objects.filter(project=project, name=name).exists():
         raise Conflict("An App with this name already exists in the project.", details={"name": [name]})
     app_id = uuid.uuid4()
-    hostname = validate_hostname(hostname) if hostname else f"{app_id}.{settings.APPS_DOMAIN}"
-    if App.objects.filter(hostname=hostname).exists():
-        raise Conflict("This hostname is taken.", details={"hostname": [hostname]})
+    default = f"{app_id}.{settings.APPS_DOMAIN}"
+    hostname = validate_hostname(hostname, own_default=default) if hostname else default
+    _hostname_free(hostname)
     try:
         with transaction.atomic():
             return App.objects.create(
@@ -80,8 +133,17 @@ def app_create(
 
 
 def app_update(*, app: App, name: str | None = None, access_type: str | None = None,
-               allowed_redirect_origins: list[str] | None = None) -> App:
+               allowed_redirect_origins: list[str] | None = None, hostname: str | None = None,
+               actor=None) -> App:
+    """Update an App. Who may change `hostname` (an organization-wide key) is the caller's check."""
     fields = []
+    previous_hostname = app.hostname
+    if hostname is not None:
+        hostname = validate_hostname(hostname, own_default=f"{app.id}.{settings.APPS_DOMAIN}")
+        if hostname != app.hostname:
+            _hostname_free(hostname, app=app)
+            app.hostname = hostname
+            fields.append("hostname")
     if name is not None:
         if not name.strip():
             raise BadRequest("Invalid App.", details={"name": ["may not be blank"]})
@@ -100,7 +162,12 @@ def app_update(*, app: App, name: str | None = None, access_type: str | None = N
             with transaction.atomic():
                 app.save(update_fields=[*fields, "updated_at"])
         except IntegrityError as exc:
-            raise Conflict("An App with this name already exists in the project.") from exc
+            raise Conflict("An App with this name or hostname already exists.") from exc
+        if "hostname" in fields:
+            # Apps have no change-history table (deployments are their history); the log keeps who moved
+            # the App to which name. Hostnames are not secret.
+            logger.info("App %s hostname changed from %s to %s by %s", app.pk, previous_hostname, app.hostname,
+                        actor_label(actor))
     return app
 
 

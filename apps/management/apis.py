@@ -22,7 +22,7 @@ from apps.connect.services import link_revoke
 from apps.connections import oauth
 from apps.connections import services as connection_services
 from apps.connections.models import Connection
-from apps.core.errors import BadRequest, Conflict
+from apps.core.errors import BadRequest, Conflict, Forbidden
 from apps.core.pagination import apply_sort, paginate
 from apps.core.schema import error_responses
 from apps.deployments import services as deployment_services
@@ -376,6 +376,14 @@ class WorkflowVersionDetailApi(ManagementAPIView):
 APP_SORT = ["name", "created_at", "updated_at"]
 
 
+def _require_org_wide_for_hostname(key: AccessKey, data: dict) -> None:
+    """SPEC §12: a custom hostname decides which requests reach an App, across the organization's
+    projects, so setting or changing one needs an organization-wide key (a project key: 403)."""
+    if data.get("hostname") is not None and not key.is_org_wide:
+        raise Forbidden("Setting a custom hostname needs an organization-wide access key.",
+                        details={"hostname": ["needs an organization-wide access key"]})
+
+
 class AppListApi(ManagementAPIView):
     @extend_schema(
         tags=["apps"], operation_id="apps_list", summary="List Apps",
@@ -388,12 +396,14 @@ class AppListApi(ManagementAPIView):
 
     @extend_schema(
         tags=["apps"], operation_id="apps_create", summary="Create an App",
-        description="The answer carries `callback_signing_secret`, shown this once.",
+        description="The answer carries `callback_signing_secret`, shown this once. A custom `hostname` needs an "
+                    "organization-wide key (403 otherwise).",
         request=s.AppCreateSerializer,
-        responses={201: s.envelope(s.AppCreatedSerializer), **_errors(400, 409)},
+        responses={201: s.envelope(s.AppCreatedSerializer), **_errors(400, 403, 409)},
     )
     def post(self, request):
         data = self.validated(s.AppCreateSerializer, request)
+        _require_org_wide_for_hostname(self.key, data)
         project = selectors.project_for_write(key=self.key, project_id=data.get("project_id"))
         app = deployment_services.app_create(
             project=project, name=data["name"], access_type=data["access_type"],
@@ -412,13 +422,15 @@ class AppDetailApi(ManagementAPIView):
 
     @extend_schema(
         tags=["apps"], operation_id="apps_update", summary="Update an App",
+        description="Changing `hostname` needs an organization-wide key (403 otherwise).",
         request=s.AppUpdateSerializer,
-        responses={200: s.envelope(s.AppSerializer), **_errors(400, 409)},
+        responses={200: s.envelope(s.AppSerializer), **_errors(400, 403, 409)},
     )
     def patch(self, request, app_id):
         app = selectors.app_get(key=self.key, app_id=app_id)
         data = self.validated(s.AppUpdateSerializer, request)
-        app = deployment_services.app_update(app=app, **data)
+        _require_org_wide_for_hostname(self.key, data)
+        app = deployment_services.app_update(app=app, actor=self.key, **data)
         return _data(s.AppSerializer, app)
 
 

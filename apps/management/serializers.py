@@ -262,13 +262,19 @@ class AppCreateSerializer(StrictInputSerializer):
         child=serializers.CharField(max_length=500), required=False, default=list, max_length=50
     )
     hostname = serializers.CharField(
-        max_length=253, required=False, help_text="A custom hostname; default `<app-id>.<APPS_DOMAIN>`."
+        max_length=253, required=False,
+        help_text="A custom hostname; default `<app-id>.<APPS_DOMAIN>`. Needs an organization-wide key; IP "
+                  "literals, the platform's names and other names under APPS_DOMAIN are refused.",
     )
     project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
 
 
 class AppUpdateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False)
+    hostname = serializers.CharField(
+        max_length=253, required=False,
+        help_text="A new custom hostname (or the App's own `<app-id>.<APPS_DOMAIN>`). Needs an organization-wide key.",
+    )
     access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False)
     allowed_redirect_origins = serializers.ListField(
         child=serializers.CharField(max_length=500), required=False, max_length=50

@@ -12,6 +12,8 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from apps.accounts.services import access_key_create
+from apps.connect.services import connect_token_claim_for_page
+from apps.connect.tokens import mint as mint_connect_token
 from apps.connections.models import Connection, OAuthState
 from apps.connections.services import connection_create, oauth_provider_create
 from apps.credentials.models import CredentialAccess
@@ -119,7 +121,9 @@ def world(project, settings, tmp_path) -> World:
         connection=connections["oauth2"], state_digest="d" * 64, code_verifier=CODE_VERIFIER,
         redirect_uri="http://testserver/connect/oauth2/callback", expires_at=now + timedelta(minutes=10),
     )
-    secrets = {**CANARIES, "callback_token": CALLBACK_TOKEN, "code_verifier": CODE_VERIFIER, "raw_access_key": raw_key,
+    connect_token, connect_claims = mint_connect_token(app_id=str(app.id), user_id="user-42")
+    connect_token_claim_for_page(claims=connect_claims)  # a used connect link (UsedConnectToken)
+    secrets = {**CANARIES, "connect_token": connect_token, "callback_token": CALLBACK_TOKEN, "code_verifier": CODE_VERIFIER, "raw_access_key": raw_key,
                "app_callback_secret": app_secret}
     return World(project=project, provider=provider, connections=connections, workflow=workflow, requirement=requirement,
                  v1=v1, v2=v2, app=app, links=links, run=run, raw_key=raw_key, app_secret=app_secret, secrets=secrets)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 
-from apps.connect.models import EndUserLink
+from apps.connect import services as connect_services
+from apps.connect import tokens
+from apps.connect.models import EndUserLink, UsedConnectToken
 from apps.connections.models import Connection, OAuthState
 from tests import factories
 from tests.conftest import assert_no_canary
-from tests.connect.conftest import CLIENT_APP_ORIGIN, connect_token
+from tests.connect.conftest import CLIENT_APP_ORIGIN, bearer, connect_token
 
 pytestmark = pytest.mark.django_db
 
@@ -95,6 +99,81 @@ class TestTokenExchange:
         _open(client, setup)
         assert client.post("/connect").status_code == 405
         assert client.get(f"/connect/requirements/{setup.billing.id}/credentials").status_code == 405
+
+
+class TestSingleUse:
+    """SPEC §12: the page exchange is single-use; the browser that holds the session keeps working."""
+
+    def test_another_browser_presenting_the_token_gets_already_used(self, client, setup):
+        token, _ = _open(client, setup)
+        other = Client()
+        response = other.get("/connect", {"token": token})
+        assert response.status_code == 410
+        html = response.content.decode()
+        assert "This link was already used" in html
+        assert 'class="state state-error"' in html  # the connect error page, like expired/invalid
+        assert "Traceback" not in html and token not in html
+        _assert_secure_headers(response)
+        assert "connect" not in other.session  # no session for the second browser
+        assert other.get("/connect").status_code == 401
+        # ... and the first browser is unaffected.
+        page = client.get("/connect")
+        assert page.status_code == 200 and setup.app.name in page.content.decode()
+
+    def test_the_same_browser_may_open_the_link_again(self, client, setup):
+        token, _ = _open(client, setup)
+        session_key = client.session.session_key
+        again = client.get("/connect", {"token": token})
+        assert again.status_code == 302 and again["Location"] == "/connect"
+        assert client.session.session_key == session_key
+        assert client.get("/connect").status_code == 200
+        assert UsedConnectToken.objects.count() == 1
+
+    def test_a_browser_holding_another_session_is_refused_too(self, client, setup, other_setup):
+        token, _ = _open(Client(), setup)
+        _open(client, other_setup, "user-77")  # this browser holds a session, for another token
+        assert client.get("/connect", {"token": token}).status_code == 410
+        assert other_setup.app.name in client.get("/connect").content.decode()  # its own session still works
+
+    def test_the_claim_is_one_atomic_insert(self, setup):
+        _, claims = tokens.mint(app_id=str(setup.app.id), user_id="u")
+        assert connect_services.connect_token_claim_for_page(claims=claims) is True
+        assert connect_services.connect_token_claim_for_page(claims=claims) is False
+        assert UsedConnectToken.objects.get().jti == claims.jti
+
+    def test_expired_rows_are_purged_on_the_way(self, setup):
+        from django.utils import timezone
+
+        UsedConnectToken.objects.create(jti="old", expires_at=timezone.now() - timedelta(seconds=1))
+        UsedConnectToken.objects.create(jti="live", expires_at=timezone.now() + timedelta(minutes=5))
+        _, claims = tokens.mint(app_id=str(setup.app.id), user_id="u")
+        connect_services.connect_token_claim_for_page(claims=claims)
+        assert set(UsedConnectToken.objects.values_list("jti", flat=True)) == {"live", claims.jti}
+
+    def test_a_page_exchanged_token_no_longer_works_on_the_connect_api(self, client, api_client, setup):
+        token, _ = _open(client, setup)
+        response = api_client.get("/v1/connect/requirements", **bearer(token))
+        assert response.status_code == 401
+        assert "hosted connect page" in response.json()["error"]["message"]
+
+    def test_an_api_only_token_keeps_working_on_the_api(self, api_client, setup):
+        token = connect_token(setup.app, "user-42")
+        for _ in range(3):
+            assert api_client.get("/v1/connect/requirements", **bearer(token)).status_code == 200
+        assert not UsedConnectToken.objects.exists()
+
+    def test_no_log_record_of_the_flow_carries_the_token(self, client, setup, caplog):
+        caplog.set_level(logging.DEBUG, logger="django.request")  # 4xx lines too (ERROR only by default)
+        with caplog.at_level(logging.DEBUG):
+            token, _ = _open(client, setup)
+            client.get("/connect")
+            client.get("/connect", {"token": token})
+            Client().get("/connect", {"token": token})  # refused: 410, logged by django.request
+            Client().get("/connect", {"token": token + "x"})  # invalid: 401
+        assert any(r.name == "django.request" and r.status_code == 410 for r in caplog.records)
+        for record in caplog.records:
+            assert token[:40] not in record.getMessage()
+            assert token[:40] not in repr(record.__dict__.get("args"))
 
 
 class TestPage:

@@ -1,14 +1,26 @@
-"""The internal credentials API: only the system credential, only on the platform host, always audited."""
+"""The internal credentials API: only the system credential, only on the platform host; accepted calls
+are audited, refused ones counted and logged (rate-limited), never one audit row each (SPEC §12)."""
+
+import logging
 
 import pytest
 from django.conf import settings
 
+from apps.credentials import services as credential_services
 from apps.credentials.models import CredentialAccess
 from tests import factories
 from tests.conftest import assert_no_canary
 
 pytestmark = pytest.mark.django_db
 URL = "/internal/v1/credentials/resolve"
+REFUSAL_LOGGER = "apps.credentials.services"
+
+
+@pytest.fixture(autouse=True)
+def fresh_refusal_counts():
+    credential_services.internal_api_refusals.reset()
+    yield
+    credential_services.internal_api_refusals.reset()
 
 
 @pytest.fixture
@@ -70,12 +82,51 @@ def test_connections_of_another_project_never_resolve(api_client, linked, outsid
     ],
     ids=["none", "wrong", "longer", "basic-scheme", "claims-internal", "token-in-other-header"],
 )
-def test_anything_but_the_system_credential_is_refused_and_audited(api_client, linked, headers):
-    response = api_client.post(URL, linked["body"], format="json", **headers)
+def test_anything_but_the_system_credential_is_refused_counted_and_logged(api_client, linked, headers, caplog):
+    with caplog.at_level(logging.WARNING, logger=REFUSAL_LOGGER):
+        response = api_client.post(URL, linked["body"], format="json", REMOTE_ADDR="192.0.2.7", **headers)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
     assert_no_canary(response.content)
-    assert CredentialAccess.objects.filter(outcome="denied").count() == 1
+    # Changed deliberately (SPEC §12): a refusal is no longer an audit row (it was `count() == 1`).
+    assert not CredentialAccess.objects.exists()
+    assert sum(credential_services.internal_api_refusals.counts.values()) == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == REFUSAL_LOGGER]
+    assert len(lines) == 1 and "refused" in lines[0] and "192.0.2.7" in lines[0]
+    assert settings.CREDENTIALS_API_TOKEN not in lines[0]
+
+
+def test_a_flood_of_refused_calls_writes_no_audit_row_and_a_bounded_number_of_log_lines(api_client, linked, caplog):
+    """Found in review: each refused call wrote a CredentialAccess row, so anyone could fill the audit table."""
+    clock = [1000.0]
+    credential_services.internal_api_refusals._clock = lambda: clock[0]
+    try:
+        with caplog.at_level(logging.WARNING, logger=REFUSAL_LOGGER):
+            for i in range(100):
+                headers = {"HTTP_AUTHORIZATION": f"Bearer wrong-{i}"} if i % 2 else {}
+                response = api_client.post(URL, linked["body"], format="json", REMOTE_ADDR="198.51.100.9", **headers)
+                assert response.status_code == 401
+            first_lines = [r.getMessage() for r in caplog.records if r.name == REFUSAL_LOGGER]
+            # The interval passes (a fake clock, no sleeping): the next refusal's line reports the suppressed ones.
+            clock[0] += settings.INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS
+            api_client.post(URL, linked["body"], format="json", HTTP_AUTHORIZATION="Bearer wrong", REMOTE_ADDR="198.51.100.9")
+    finally:
+        credential_services.internal_api_refusals._clock = __import__("time").monotonic
+    assert CredentialAccess.objects.count() == 0
+    assert credential_services.internal_api_refusals.counts == {"missing system credential": 50,
+                                                                "invalid system credential": 51}
+    assert len(first_lines) == 2  # one per reason, not one per call
+    lines = [r.getMessage() for r in caplog.records if r.name == REFUSAL_LOGGER]
+    assert len(lines) == 3
+    assert "invalid system credential" in lines[-1] and "49 more refused" in lines[-1] and "51 in this process" in lines[-1]
+    assert all("wrong-" not in line for line in lines)  # the presented credential is never logged
+
+
+def test_accepted_calls_are_still_audited_after_refusals(api_client, linked):
+    api_client.post(URL, linked["body"], format="json", HTTP_AUTHORIZATION="Bearer wrong")
+    response = api_client.post(URL, linked["body"], format="json", HTTP_AUTHORIZATION=f"Bearer {settings.CREDENTIALS_API_TOKEN}")
+    assert response.status_code == 200
+    assert list(CredentialAccess.objects.values_list("outcome", flat=True)) == ["resolved"]
 
 
 def test_access_keys_and_connect_tokens_are_refused(api_client, linked, owner_key, org_key):

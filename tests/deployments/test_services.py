@@ -104,6 +104,80 @@ class TestAppCreate:
         assert (app.name, app.access_type, app.hostname) == ("Renamed", "public", hostname)
 
 
+IP_LITERALS = [
+    "127.0.0.2", "10.0.0.1", "127.1", "0x7f.1", "0x7f.0.0.1", "0177.0.0.1", "2130706433", "0x7f000001",
+    "127.0.0.1.", "::1", "[::1]", "fd00::1", "[::ffff:127.0.0.1]", "169.254.169.254",
+]
+
+
+class TestCustomHostnameRules:
+    """SPEC §12: IP literals, the platform's names and foreign names under APPS_DOMAIN are refused."""
+
+    @pytest.mark.parametrize("hostname", IP_LITERALS)
+    def test_ip_literals_in_any_form_are_refused(self, project, hostname):
+        with pytest.raises(BadRequest) as exc:
+            app_create(project=project, name="x", hostname=hostname)
+        assert exc.value.details == {"hostname": ["must be a DNS name, not an IP address"]}
+        assert not App.objects.filter(name="x").exists()
+
+    @pytest.mark.parametrize("hostname", ["admin.apps.example.com", "apps.example.com", "Other.Apps.Example.COM.",
+                                          f"{uuid.uuid4()}.apps.example.com", "platform.example.com",
+                                          "admin.platform.example.com", "localhost", "testserver"])
+    def test_platform_names_and_names_under_apps_domain_are_refused(self, project, settings, hostname):
+        settings.APPS_DOMAIN = "apps.example.com"
+        settings.PLATFORM_HOST = "platform.example.com"
+        with pytest.raises(BadRequest) as exc:
+            app_create(project=project, name="x", hostname=hostname)
+        assert "hostname" in exc.value.details
+
+    def test_a_taken_name_is_refused_whatever_its_case_or_trailing_dot(self, project, teammate_project):
+        app_create(project=project, name="first", hostname="bot.example.com")
+        for variant in ("BOT.example.com", "bot.example.com.", " Bot.Example.Com. "):
+            with pytest.raises(Conflict) as exc:
+                app_create(project=teammate_project, name=f"copy {variant}", hostname=variant)
+            assert exc.value.details == {"hostname": ["bot.example.com"]}
+
+    def test_an_app_may_change_to_a_free_name_and_back_to_its_own_default(self, project, app, settings):
+        own = f"{app.id}.{settings.APPS_DOMAIN}"
+        app_update(app=app, hostname="Assistant.Example.com.")
+        app.refresh_from_db()
+        assert app.hostname == "assistant.example.com"
+        assert app_for_hostname(hostname="assistant.example.com") == app
+        app_update(app=app, hostname=own)
+        app.refresh_from_db()
+        assert app.hostname == own
+
+    def test_update_refuses_the_same_rules(self, project, app, settings):
+        other = factories.make_app(project, name="other")
+        app_create(project=project, name="custom", hostname="taken.example.com")
+        for hostname, error in [("127.1", BadRequest), (other.hostname, BadRequest), ("localhost", BadRequest),
+                                ("TAKEN.example.com.", Conflict)]:
+            with pytest.raises(error):
+                app_update(app=app, hostname=hostname)
+        app.refresh_from_db()
+        assert app.hostname == f"{app.id}.{settings.APPS_DOMAIN}"
+
+    def test_a_dns_name_that_only_looks_numeric_inside_is_accepted(self, project):
+        assert app_create(project=project, name="x", hostname="127-0-0-1.example.com").hostname == "127-0-0-1.example.com"
+        assert app_create(project=project, name="y", hostname="0x7f.example.com").hostname == "0x7f.example.com"
+
+
+class TestIpLiteralRouting:
+    """Old rows: a release before SPEC §12 could store an IP literal; the middleware never routes it."""
+
+    @pytest.mark.parametrize("hostname", ["127.0.0.2", "10.0.0.1", "2130706433", "0x7f.1"])
+    def test_a_stored_ip_literal_does_not_reach_the_app(self, client, project, hostname):
+        app = factories.make_app(project, name="old")
+        App.objects.filter(pk=app.pk).update(hostname=hostname)  # as an older release stored it
+        response = client.get("/v1/requirements/status", {"user_id": "u"}, HTTP_HOST=hostname)
+        assert response.status_code == 400
+        assert response.json()["error"] == {"code": "bad_request", "message": "Unknown host.", "details": {}}
+        # The App's own name still routes.
+        App.objects.filter(pk=app.pk).update(hostname="old.example.com")
+        # (private App, no key: 401 from the App API, not 400 from the router)
+        assert client.get("/v1/requirements/status", {"user_id": "u"}, HTTP_HOST="old.example.com").status_code == 401
+
+
 class TestDeploy:
     def test_deploy_makes_the_version_live(self, app, versions):
         deployment = deploy(app=app, version=versions[0], actor="user:alice")

@@ -34,8 +34,79 @@ def test_it_validates_apps(owner, world):
     assert owner.post("/v1/apps", {"name": "x", "allowed_redirect_origins": ["javascript:alert(1)"]},
                       format="json").status_code == 400
     assert owner.post("/v1/apps", {"name": "Invoice bot"}, format="json").status_code == 409
-    assert owner.post("/v1/apps", {"name": "y", "hostname": "localhost"}, format="json").status_code == 400
-    assert owner.patch(f"/v1/apps/{world.app.id}", {"hostname": "x.example.com"}, format="json").status_code == 400
+
+
+
+def test_it_validates_custom_hostnames(org, world):
+    # Was `owner.post(... "localhost") == 400`: the platform's name is still refused, now asked by an
+    # organization-wide key, because a project key is refused before validation (403, SPEC §12).
+    assert org.post("/v1/apps", {"name": "y", "hostname": "localhost", "project_id": str(world.project.id)},
+                    format="json").status_code == 400
+
+
+@pytest.mark.parametrize("hostname", ["127.0.0.2", "10.0.0.1", "127.1", "0x7f.1", "2130706433", "::1", "[fd00::1]"])
+def test_ip_literal_hostnames_are_refused(org, world, hostname):
+    """Found in review: `127.0.0.2`, `10.0.0.1` and the like were accepted (first come, first served)."""
+    created = org.post("/v1/apps", {"name": "y", "hostname": hostname, "project_id": str(world.project.id)},
+                       format="json")
+    patched = org.patch(f"/v1/apps/{world.app.id}", {"hostname": hostname}, format="json")
+    for response in (created, patched):
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["details"] == {"hostname": ["must be a DNS name, not an IP address"]}
+    assert not App.objects.filter(name="y").exists()
+
+
+@pytest.mark.parametrize("name", ["admin", "apps-root", "other-app"])
+def test_names_under_apps_domain_other_than_the_apps_own_are_refused(org, world, settings, name):
+    other = factories.make_app(world.project, name="Other")
+    hostname = {"admin": f"admin.{settings.APPS_DOMAIN}", "apps-root": settings.APPS_DOMAIN,
+                "other-app": other.hostname.upper()}[name]
+    created = org.post("/v1/apps", {"name": "y", "hostname": hostname, "project_id": str(world.project.id)},
+                       format="json")
+    patched = org.patch(f"/v1/apps/{world.app.id}", {"hostname": hostname}, format="json")
+    assert (created.status_code, patched.status_code) == (400, 400)
+    assert "hostname" in created.json()["error"]["details"] and "hostname" in patched.json()["error"]["details"]
+
+
+def test_a_taken_hostname_is_409_whatever_its_case_or_trailing_dot(org, world):
+    body = {"name": "first", "hostname": "bot.example.com", "project_id": str(world.project.id)}
+    assert org.post("/v1/apps", body, format="json").status_code == 201
+    for variant in ("BOT.Example.com", "bot.example.com."):
+        again = org.post("/v1/apps", {**body, "name": f"second {variant}", "hostname": variant}, format="json")
+        assert again.status_code == 409
+        assert again.json()["error"]["details"] == {"hostname": ["bot.example.com"]}
+        patched = org.patch(f"/v1/apps/{world.app.id}", {"hostname": variant}, format="json")
+        assert patched.status_code == 409
+
+
+def test_setting_a_hostname_needs_an_organization_wide_key(owner, org, world, settings):
+    """A project-scoped key may create and edit Apps, but not claim a hostname (403, nothing written)."""
+    created = owner.post("/v1/apps", {"name": "y", "hostname": "bot.example.com"}, format="json")
+    assert created.status_code == 403
+    assert created.json()["error"]["code"] == "forbidden"
+    assert created.json()["error"]["details"] == {"hostname": ["needs an organization-wide access key"]}
+    assert not App.objects.filter(name="y").exists()
+    # Was `== 400` (hostname was not a PATCH field); changing it now exists and needs an org-wide key.
+    patched = owner.patch(f"/v1/apps/{world.app.id}", {"hostname": "x.example.com", "name": "Renamed"}, format="json")
+    assert patched.status_code == 403
+    world.app.refresh_from_db()
+    assert world.app.hostname == f"{world.app.id}.{settings.APPS_DOMAIN}" and world.app.name != "Renamed"
+    assert owner.patch(f"/v1/apps/{world.app.id}", {"name": "Renamed"}, format="json").status_code == 200
+
+
+def test_an_org_wide_key_changes_the_hostname_and_the_app_answers_there(org, owner, world, settings, caplog):
+    caplog.set_level("INFO", logger="apps.deployments.services")
+    response = org.patch(f"/v1/apps/{world.app.id}", {"hostname": "Assistant.Example.com."}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["data"]["hostname"] == "assistant.example.com"
+    assert any("hostname changed" in r.getMessage() and "assistant.example.com" in r.getMessage()
+               and "by access_key:" in r.getMessage() for r in caplog.records)
+    routed = owner.get("/v1/requirements/status", {"user_id": "u"}, HTTP_HOST="assistant.example.com")
+    assert routed.status_code == 200
+    gone = owner.get("/v1/requirements/status", {"user_id": "u"}, HTTP_HOST=f"{world.app.id}.{settings.APPS_DOMAIN}")
+    assert gone.status_code == 400
+    back = org.patch(f"/v1/apps/{world.app.id}", {"hostname": f"{world.app.id}.{settings.APPS_DOMAIN}"}, format="json")
+    assert back.status_code == 200
 
 
 def test_patch_updates_access_type_and_origins(owner, world):

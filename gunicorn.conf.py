@@ -1,0 +1,29 @@
+"""gunicorn settings read from the working directory (`gunicorn config.wsgi`).
+
+Only what the platform needs beyond gunicorn's defaults: access-log lines never carry a token (SPEC §12).
+gunicorn's access log is not Django logging, so the LOGGING filter does not reach it; this logger class
+redacts the same token-like query values in every atom (request line, query string, Referer) and never
+prints an Authorization or Cookie header, whatever `access_log_format` asks for.
+"""
+
+from gunicorn.glogging import Logger
+
+from apps.core.log_redaction import REDACTED, redact_query_secrets
+
+_NEVER_LOGGED = ("{authorization}i", "{cookie}i", "{set-cookie}o", "{http_authorization}e", "{http_cookie}e")
+
+
+class RedactingLogger(Logger):
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for name, value in atoms.items():
+            if name in _NEVER_LOGGED:
+                atoms[name] = REDACTED
+            elif name == "q" and isinstance(value, str):  # the bare query string, without its `?`
+                atoms[name] = redact_query_secrets("?" + value)[1:]
+            elif isinstance(value, str):
+                atoms[name] = redact_query_secrets(value)
+        return atoms
+
+
+logger_class = RedactingLogger
