@@ -438,6 +438,10 @@ def _first_arg(a: dict[str, Any]) -> Any:
 
 def _guard_filter(name: str, func: Any) -> Any:
     signature = inspect.signature(func)
+    if getattr(func, "jinja_pass_arg", None) is not None and getattr(inspect.unwrap(func), "jinja_pass_arg", None) is None:
+        # jinja's async_variant wrappers take an eval context their sync function does not declare
+        extra = inspect.Parameter("_jinja_pass_arg", inspect.Parameter.POSITIONAL_ONLY)
+        signature = signature.replace(parameters=[extra, *signature.parameters.values()])
     pre = name in _TEXT_FILTERS or name in _LIST_FILTERS or name in {"batch", "slice", "round", "truncate"}
 
     @wraps(func)
