@@ -75,6 +75,12 @@ if not 0 < CONNECT_TOKEN_TTL_SECONDS <= 24 * 3600:
 INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS = env.float("INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS", default=60.0)
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+# Budget of every template render (SPEC 12; apps.engine.TemplateLimits, docs/decisions.md "Engine").
+TEMPLATE_MAX_OUTPUT_CHARS = env.int("TEMPLATE_MAX_OUTPUT_CHARS", default=1_000_000)
+TEMPLATE_MAX_WIDTH = env.int("TEMPLATE_MAX_WIDTH", default=100_000)
+TEMPLATE_MAX_LOOP_STEPS = env.int("TEMPLATE_MAX_LOOP_STEPS", default=100_000)
+TEMPLATE_MAX_RENDER_SECONDS = env.float("TEMPLATE_MAX_RENDER_SECONDS", default=2.0)
+TEMPLATE_MAX_BUILT_CHARS = env.int("TEMPLATE_MAX_BUILT_CHARS", default=16_000_000)
 # Serve the demo third-party API (/demo-upstream/) used by `manage.py demo`. On in development.
 DEMO_UPSTREAM_ENABLED = env.bool("DEMO_UPSTREAM_ENABLED", default=DEBUG)
 

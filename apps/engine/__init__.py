@@ -4,7 +4,7 @@ It receives a definition, the run input and a CredentialResolver, runs the nodes
 which every secret it resolved is masked. See `executor.execute`.
 """
 
-from .errors import NodeError, RunCanceled
+from .errors import NodeError, RunCanceled, TemplateLimitError
 from .executor import execute
 from .http_merge import PreparedRequest, prepare_http_request
 from .masking import Masker
@@ -19,6 +19,7 @@ from .types import (
     RunContext,
     RunOptions,
     RunResult,
+    TemplateLimits,
 )
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "RunContext",
     "RunOptions",
     "RunResult",
+    "TemplateLimitError",
+    "TemplateLimits",
     "check_url_target",
     "collect_references",
     "execute",

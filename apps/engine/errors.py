@@ -20,3 +20,15 @@ class NodeError(Exception):
 
 class RunCanceled(Exception):
     """Raised inside a node (e.g. between streamed chunks) when the run was canceled."""
+
+
+class TemplateLimitError(NodeError):
+    """A template went over its render budget (output, width, loop steps, time...): node error `template_limit`.
+
+    A NodeError rather than a jinja2.TemplateError so that no layer mistakes it for a bug in the template's
+    text: `limit` names the budget that ran out (`output_chars`, `width`, `loop_steps`, `render_seconds`,
+    `built_chars`, `recursion`).
+    """
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__("template_limit", message, limit=limit)

@@ -22,6 +22,7 @@ from .masking import Masker, connection_secrets
 from .netguard import BlockedAddressError
 from .nodes import RUNNERS, NodeEnv, validate_input
 from .refs import collect_references
+from .templating import use_limits
 from .types import CredentialResolver, NodeResult, ResolvedConnection, RunContext, RunOptions, RunResult
 
 MAX_PARALLEL_NODES = 8
@@ -226,7 +227,8 @@ def execute(
             with ctx_lock:
                 template_ctx = {"input": run.input_value, "nodes": dict(nodes_ctx)}
             env = NodeEnv(node=node, context=template_ctx, connection=connection_for(node), run=run)
-            raw_output = RUNNERS[node_type](env)
+            with use_limits(options.template_limits):  # every render in this node gets its own budget
+                raw_output = RUNNERS[node_type](env)
             output = run.masker.mask(raw_output)  # read run.masker after: a 401 retry may have extended it
         except RunCanceled:
             raise

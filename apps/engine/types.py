@@ -87,10 +87,26 @@ class RunContext:
 
 
 @dataclass(frozen=True)
+class TemplateLimits:
+    """Budget of one template render (SPEC section 12; enforced in templating.py).
+
+    Defaults suit prompts and JSON bodies (a 1M-character prompt is far past any model's context); the runs
+    layer builds these from settings (TEMPLATE_MAX_*). Over any of them the node fails with `template_limit`.
+    """
+
+    max_output_chars: int = 1_000_000  # the output, and any one string the template builds
+    max_width: int = 100_000  # widths, paddings, precisions, repeat counts, items of a built sequence
+    max_loop_steps: int = 100_000  # iterations of all `for` loops plus macro calls, nested included
+    max_render_seconds: float = 2.0  # wall clock, checked at each step, built string and output chunk
+    max_built_chars: int = 16_000_000  # all strings built in one render (what loops could keep alive)
+
+
+@dataclass(frozen=True)
 class RunOptions:
     error_on_node_failure: bool = False
     last_node_output: bool = False
     stream: bool = False
+    template_limits: TemplateLimits = TemplateLimits()
 
 
 @dataclass

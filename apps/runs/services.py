@@ -23,7 +23,7 @@ from apps.core.errors import BadRequest, Conflict, NodeFailed, RequirementsUnsat
 from apps.core.formats import rfc3339
 from apps.credentials.services import InProcessResolver
 from apps.deployments.models import App
-from apps.engine import RunContext, RunOptions, RunResult, execute
+from apps.engine import RunContext, RunOptions, RunResult, TemplateLimits, execute
 from apps.engine.nodes import validate_input
 from apps.engine.types import CredentialResolver
 
@@ -110,6 +110,13 @@ def execute_run(
             error_on_node_failure=bool(run.options.get("error_on_node_failure")),
             last_node_output=bool(run.options.get("last_node_output")),
             stream=bool(run.options.get("stream")),
+            template_limits=TemplateLimits(
+                max_output_chars=settings.TEMPLATE_MAX_OUTPUT_CHARS,
+                max_width=settings.TEMPLATE_MAX_WIDTH,
+                max_loop_steps=settings.TEMPLATE_MAX_LOOP_STEPS,
+                max_render_seconds=settings.TEMPLATE_MAX_RENDER_SECONDS,
+                max_built_chars=settings.TEMPLATE_MAX_BUILT_CHARS,
+            ),
         ),
         http_client=http_client(),
         on_event=emit,

@@ -1,6 +1,6 @@
 """The template sandbox (security review L4): no mutation of the context, no huge `*` / `**` results."""
 
-import time
+import threading
 
 import pytest
 from jinja2 import TemplateError
@@ -56,12 +56,12 @@ def test_a_node_cannot_change_what_the_next_node_sees(run):
     "{% set s = 'a' * 100000 %}{{ s * 100000 }}",
 ])
 def test_huge_repetitions_and_powers_fail_fast(run, template):
-    started = time.perf_counter()
+    # SPEC 12: a repeat count over the budget is `template_limit` (was `template_error`), refused before the
+    # result exists; the old `< 0.2 s` timing became this behaviour assertion (no timing in tests).
     result, _ = run(workflow(template_node("t", template)))
-    elapsed = time.perf_counter() - started
     assert result.nodes["t"].status == "failure"
-    assert result.nodes["t"].error["type"] == "template_error"
-    assert elapsed < 0.2
+    assert result.nodes["t"].error["type"] == "template_limit"
+    assert result.nodes["t"].error["limit"] == "width"
 
 
 @pytest.mark.parametrize("template", ["{{ 1 / 0 }}", "{{ 'a' + 1 }}", "{{ 2.5 ** 100000 }}", "{{ range(10 ** 7) | list }}"])
@@ -85,4 +85,64 @@ def test_other_evaluation_errors_are_template_errors(run, template):
     ("{{ dict(input, extra=1) }}", {"name": "Ada", "things": [1, 2], "extra": 1}),
 ])
 def test_ordinary_templates_are_unchanged(template, expected):
+    assert render(template, CTX) == expected
+
+
+def test_concurrent_branches_each_have_their_own_budget(run):
+    """Branches render on a thread pool: one branch's loop steps never count against another's."""
+    loop = "{% for i in range(60000) %}{% endfor %}ok"  # 60% of the default step budget each
+    result, _ = run(workflow(template_node("a", loop), template_node("b", loop), template_node("c", loop)))
+    assert [result.nodes[n].output for n in "abc"] == [{"text": "ok"}] * 3
+
+
+def test_every_render_of_a_node_starts_a_fresh_budget():
+    from apps.engine import TemplateLimits
+    from apps.engine.templating import use_limits
+
+    limits = TemplateLimits(max_loop_steps=100)
+    with use_limits(limits):
+        for _ in range(5):  # 5 x 80 steps: each render() is under budget on its own
+            assert render("{% for i in range(80) %}{% endfor %}done", CTX) == "done"
+        # ...but one render of several values shares one budget.
+        from apps.engine import TemplateLimitError
+
+        with pytest.raises(TemplateLimitError):
+            render(["{% for i in range(80) %}{% endfor %}", "{% for i in range(80) %}{% endfor %}"], CTX)
+
+
+def test_budgets_do_not_leak_between_threads():
+    from apps.engine import TemplateLimitError, TemplateLimits
+
+    outcomes = {}
+
+    def worker(name, steps):
+        try:
+            outcomes[name] = render(f"{{% for i in range({steps}) %}}{{% endfor %}}{name}", CTX,
+                                    limits=TemplateLimits(max_loop_steps=1000))
+        except TemplateLimitError as exc:
+            outcomes[name] = exc.type
+
+    threads = [threading.Thread(target=worker, args=(f"t{i}", 900 if i % 2 else 5000)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {f"t{i}": (f"t{i}" if i % 2 else "template_limit") for i in range(8)}
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("{% for x in [[1, [2]], [3]] recursive %}{% if x is iterable %}{{ loop(x) }}{% else %}{{ x }}{% endif %}"
+     "{% endfor %}", "123"),
+    ("{% for x in [1, 2, 3] %}{{ loop.index }}/{{ loop.length }}{{ ',' if not loop.last }}{% endfor %}", "1/3,2/3,3/3"),
+    ("{% for k, v in {'a': 1}.items() %}{{ k }}={{ v }}{% else %}none{% endfor %}", "a=1"),
+    ("{% for x in [] %}{{ x }}{% else %}none{% endfor %}", "none"),
+    ("{% for x in range(5) if x is odd %}{{ x }}{% endfor %}", "13"),
+    ("{{ input.things | tojson }}", "[1, 2]"),
+    ("{{ '{}-{}'.format(*input.things) }}", "1-2"),
+    ("{{ input.name ~ '!' ~ 1 }}", "Ada!1"),
+    ("{{ input.things + [3] }}", [1, 2, 3]),
+    ("{{ 'a b c'.split() }}", ["a", "b", "c"]),
+    ("{{ 'Hello %(name)s' % input }}", "Hello Ada"),
+])
+def test_loops_and_string_operations_behave_as_before_under_the_budget(template, expected):
     assert render(template, CTX) == expected
