@@ -186,10 +186,11 @@ def _base32_forms(raw: bytes) -> set[str]:
     return forms
 
 
-def secret_form_specs(secret: str) -> set[Form]:
-    """Every form of a secret: raw (any case, any escape), base64 (exact), hex and base32 (any case)."""
+def secret_form_specs(secret: str, *, escapes: bool = True) -> set[Form]:
+    """Every form of a secret: raw (any case, any escape), base64 (exact), hex and base32 (any case).
+    `escapes=False` leaves out the `\\u`/`&#` escapes of every character (see `_needs_escapes`)."""
     raw = secret.encode("utf-8", "surrogatepass")
-    forms = {Form(secret, fold=True, escapes=True)}
+    forms = {Form(secret, fold=True, escapes=escapes)}
     forms |= {Form(text) for text in _base64_forms(raw)}
     forms |= {Form(text, fold=True) for text in (raw.hex(), *_base32_forms(raw))}
     return {form for form in forms if len(form.text) >= MIN_SECRET_LENGTH}
@@ -200,12 +201,20 @@ def secret_forms(secret: str) -> set[str]:
     return {form.text for form in secret_form_specs(secret)}
 
 
+def _needs_escapes(text: str) -> bool:
+    """Could a `\\u`/`&#` escape of an ASCII character (a form only the full pattern has) occur in `text`?
+    If not, the lean pattern finds exactly what the full one would: the options it lacks need these."""
+    return "&#" in text or "\\u" in text or "\\U" in text
+
+
 @lru_cache(maxsize=256)
-def _compile(secrets: frozenset[str]) -> re.Pattern[str] | None:
+def _compile(secrets: frozenset[str], escapes: bool = True) -> re.Pattern[str] | None:
+    """One pattern for a secret set. Built twice, lazily: lean (escapes=False, what almost every text needs)
+    and full (compiled only once a text holds `\\u` or `&#`; several times bigger, so slower to compile)."""
     forms: set[Form] = set()
     for secret in secrets:
         if len(secret) >= MIN_SECRET_LENGTH:
-            forms |= secret_form_specs(secret)
+            forms |= secret_form_specs(secret, escapes=escapes)
     if not forms:
         return None
     ordered = sorted(forms, key=lambda f: (-len(f.text), f.text, f.fold, f.escapes))
@@ -270,7 +279,14 @@ class Masker:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.secrets = frozenset(str(s) for s in secrets if s)
-        self._pattern = _compile(self.secrets)
+        self._pattern = _compile(self.secrets, False)  # the lean pattern; None when there is nothing to mask
+
+    def _full(self) -> re.Pattern[str]:
+        return _compile(self.secrets, True)
+
+    def _sub(self, replacement: str, text: str) -> str:
+        pattern = self._full() if _needs_escapes(text) else self._pattern
+        return pattern.sub(replacement, text)
 
     @classmethod
     def for_connections(cls, connections: Iterable[ResolvedConnection]) -> Masker:
@@ -292,13 +308,13 @@ class Masker:
     def mask_text(self, text: str) -> str:
         if self._pattern is None:
             return text
-        return self._pattern.sub(MASK, text)
+        return self._sub(MASK, text)
 
     def mask(self, obj: Any) -> Any:
         """Walk str/dict/list/tuple; keys are masked too (a secret should never be a key, but cheap)."""
         if self._pattern is None:
             return obj
-        return self._walk(obj, self._pattern.sub)
+        return self._walk(obj, self._sub)
 
     def _walk(self, obj: Any, sub) -> Any:
         if isinstance(obj, str):
@@ -328,10 +344,12 @@ class StreamMasker:
         self._window, self._starts = _stream_tables(masker.secrets)
 
     def feed(self, chunk: str) -> str:
-        pattern = self._masker._pattern
-        if pattern is None:
+        if self._masker._pattern is None:
             return chunk
         buffer = self._buffer + chunk
+        # Lean or full by the same rule as mask_text: a start decided here has its whole window in `buffer`,
+        # so an escape that could change the choice there is in `buffer` too.
+        pattern = self._masker._full() if _needs_escapes(buffer) else self._masker._pattern
         # Starts before `decided` have every character a form could span: the regex's choice there is final.
         decided = max(0, len(buffer) - self._window)
         hold = next((p for p in range(decided, len(buffer)) if self._could_start(buffer, p)), len(buffer))
