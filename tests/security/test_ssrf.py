@@ -328,3 +328,17 @@ def test_the_table_has_the_promised_size():
     live_cases = len(node_urls(0)) + len(redirect_targets(0)) + len(callback_urls(0)) + 1
     print(f"SSRF table: {guard_cases} guard cases, {live_cases} live cases")
     assert guard_cases >= 40 and live_cases >= 15
+
+
+@pytest.mark.parametrize("token_url", ["https://10.0.0.1/token", "https://[fec0::1]/token",
+                                       "https://nowhere.internal.example/token"])
+def test_an_oauth_code_exchange_to_an_internal_or_unresolvable_endpoint_reports_the_one_code(
+    guard_on, internal_dns, token_url
+):
+    from types import SimpleNamespace
+
+    from apps.connections import oauth
+
+    provider = SimpleNamespace(client_id="cid", client_secret="secret", token_url=token_url, pkce=False)
+    result = oauth._exchange_code(provider=provider, code="c", code_verifier="v", redirect="https://p.example/cb")
+    assert result == oauth._ProviderFailure(TARGET_NOT_ALLOWED)
