@@ -91,8 +91,13 @@ class Form:
 def _char_options(char: str, form: Form) -> tuple[str, ...]:
     """(lowercase) texts one character of `form` may be written as: the character (each case variant when the
     form folds case) and every escape of it. Lowercase is a superset for the stream's look-ahead."""
-    options = [variant.lower() for variant in _variants(char, form.fold)]
-    options.extend(_char_escapes(char, form.escapes))
+    return _char_options_of(char, form.fold, form.escapes)
+
+
+@lru_cache(maxsize=4096)
+def _char_options_of(char: str, fold: bool, escapes: bool) -> tuple[str, ...]:
+    options = [variant.lower() for variant in _variants(char, fold)]
+    options.extend(_char_escapes(char, escapes))
     return tuple(dict.fromkeys(options))
 
 
@@ -131,6 +136,13 @@ def _tails_regex(tails: list[str], folded: bool) -> str:
 
 def _char_regex(char: str, form: Form) -> str:
     """One character of `form`, for use inside the form's context (`(?ai:...)` when the form folds case)."""
+    return _char_regex_of(char, form.fold, form.escapes)
+
+
+@lru_cache(maxsize=4096)
+def _char_regex_of(char: str, fold: bool, escapes: bool) -> str:
+    # Cached: encoded forms repeat the few characters of their alphabet, and building is pure Python.
+    form = Form(char, fold, escapes)
     leads = _char_leads(char, form)
     if form.fold and char.isascii():
         leads = {lead.lower() if lead.isalpha() else lead: tails for lead, tails in leads.items()}  # the flag folds
