@@ -122,7 +122,7 @@ def check_connection(connection: Connection) -> CheckResult:
     try:
         result = CHECKS[connection.type](connection)
     except BlockedAddressError as exc:
-        result = CheckResult(False, f"refused by the network guard: {exc}")
+        result = CheckResult(False, f"refused by the network guard ({exc.code}): {exc}")
     except NodeError as exc:
         result = CheckResult(False, str(exc))
     except httpx.TimeoutException:

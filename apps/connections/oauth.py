@@ -40,7 +40,7 @@ from django.utils import timezone
 from apps.core.actors import actor_label
 from apps.core.crypto import keyed_fingerprint
 from apps.core.errors import ApplicationError, BadRequest, Conflict, NotFound
-from apps.engine.netguard import GuardedHTTPTransport
+from apps.engine.netguard import BlockedAddressError, GuardedHTTPTransport, NoCookiesMixin
 
 from .models import Connection, ConnectionConfigChange, OAuthProvider, OAuthState
 
@@ -73,9 +73,13 @@ def browser_binding_digest(value: str) -> str:
     return _digest("browser-binding:" + value) if value else ""
 
 
+class _OAuthClient(NoCookiesMixin, OAuth2Client):
+    """authlib's client without a cookie jar: a provider's Set-Cookie is never sent back (SPEC 12)."""
+
+
 def _client(provider: OAuthProvider) -> OAuth2Client:
     # client_secret_post: accepted by the common providers (and RFC 6749 2.3.1 allows it).
-    return OAuth2Client(
+    return _OAuthClient(
         client_id=provider.client_id,
         client_secret=provider.client_secret or "",
         token_endpoint_auth_method="client_secret_post",
@@ -300,7 +304,9 @@ def _exchange_code(*, provider: OAuthProvider, code: str, code_verifier: str, re
             return dict(client.fetch_token(provider.token_url, **kwargs))
     except OAuthError as exc:
         return _ProviderFailure(str(exc.error or "oauth_error"))
-    except Exception as exc:  # network errors, SSRF refusals, non-JSON answers: never echo their text
+    except BlockedAddressError as exc:
+        return _ProviderFailure(exc.code)  # the guard's one code: no hint whether the name resolved
+    except Exception as exc:  # network errors, non-JSON answers: never echo their text
         return _ProviderFailure(type(exc).__name__)
 
 

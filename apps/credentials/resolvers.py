@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from apps.engine.netguard import StatelessClient
 from apps.engine.types import Resolution, ResolvedConnection
 
 
@@ -28,7 +29,8 @@ class HttpResolver:
         self._headers = {"Authorization": f"Bearer {token}"}
         # The internal API is ours: no SSRF guard (it normally lives on a private address by design).
         # trust_env=False: an HTTP(S)_PROXY from the environment must never see the system token or secrets.
-        self._client = client or httpx.Client(timeout=timeout, trust_env=False)
+        # Stateless: no cookie jar; the system token goes on each request, never on the client.
+        self._client = client or StatelessClient(timeout=timeout, trust_env=False)
 
     def _post(self, path: str, body: dict) -> dict:
         response = self._client.post(f"{self.base_url}/internal/v1/credentials/{path}", json=body, headers=self._headers)

@@ -74,7 +74,8 @@ def _error_dict(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, NodeError):
         return exc.as_dict()
     if isinstance(exc, BlockedAddressError):
-        return {"type": "address_not_allowed", "message": str(exc)}
+        # One code and one message whether the name did not resolve or resolved to a forbidden address.
+        return {"type": exc.code, "message": str(exc)}
     if isinstance(exc, httpx.TimeoutException):
         return {"type": "timeout", "message": f"The request timed out ({type(exc).__name__})"}
     if isinstance(exc, httpx.HTTPError):

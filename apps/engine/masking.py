@@ -4,9 +4,14 @@ Besides the raw value, the forms an upstream or a template is likely to echo are
 - base64, standard and URL-safe alphabets: the whole encoding (with and without padding) and the secret
   embedded at any of the three byte alignments inside a larger blob (`base64("Authorization: Bearer X")`);
 - escapes, character by character and in any mix: percent-encoding with either hex case (`%2f`, `%2F`,
-  `+` for a space), JSON string escapes (`\\/`, `\\"`, `\\\\`, `\\u00e9`) and HTML entities (`&amp;`).
+  `+` for a space), JSON string escapes (`\\/`, `\\"`, `\\\\`, `\\u00e9`) and HTML entities (`&amp;`);
+- of the raw secret only: any case change (upper, lower, mixed), and `\\uXXXX` / `&#NN;` / `&#xHH;` of
+  ANY character, ASCII included (`\\u0073\\u006b`, `&#115;&#x6b;`), mixed with plain characters;
+- hex of the UTF-8 bytes (either case) and base32 (with and without padding, either case, and the secret
+  at any of the five byte alignments inside a larger blob).
 Every form becomes one regex fragment; all fragments of a secret set are compiled once into one alternation,
-longest first, so a longer form is never left half-masked by a shorter one.
+longest first, so a longer form is never left half-masked by a shorter one. What is still not masked (a
+template can compute it) is listed in docs/decisions.md.
 
 `connection_secrets` also derives what a credential-bearing value contains: the credential after an auth
 scheme word (`Bearer X`, `Token X`, `Basic B64` -> `X`, `B64`) and, for Basic, the decoded `user:pass` and
@@ -19,6 +24,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -37,40 +43,130 @@ _HTML_ENTITIES = {"&": ("&amp;", "&#38;"), "<": ("&lt;", "&#60;"), ">": ("&gt;",
 _AUTH_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.+-]*)\s+(\S.*?)\s*$", re.DOTALL)
 
 
-def _hex(byte: int) -> str:
-    """`%2f` or `%2F`: a regex for one percent-encoded byte in either case."""
-    return "%" + "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in f"{byte:02X}")
+def _json_u(char: str) -> str:
+    """`\\u0073`, or the UTF-16 surrogate pair JSON uses beyond the BMP."""
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
-def _char_options(char: str) -> list[tuple[str, int]]:
-    """(regex, length of the text it matches) for each way one character of a secret may be written."""
-    if char in _UNRESERVED:
-        return [(re.escape(char), 1)]
-    utf8 = char.encode("utf-8", "surrogatepass")
-    options = [(re.escape(char), 1), ("".join(_hex(b) for b in utf8), 3 * len(utf8))]
+@lru_cache(maxsize=4096)
+def _char_escapes(char: str, everything: bool) -> tuple[str, ...]:
+    """The escaped ways (not the character itself) one character may be written, in lowercase; an escape's
+    letters match in any case (`%2F`, `\\u00E9`, `&#X73;`, `&AMP;`: decoders accept them all)."""
+    options: list[str] = []
+    if char not in _UNRESERVED:
+        options.append("".join(f"%{b:02x}" for b in char.encode("utf-8", "surrogatepass")))
     if char == " ":
-        options.append((r"\+", 1))
+        options.append("+")
     if char in _JSON_ESCAPES:
-        options.append((re.escape(_JSON_ESCAPES[char]), 2))
-    elif (ord(char) > 0x7F or ord(char) < 0x20) and ord(char) <= 0xFFFF:
-        digits = "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in f"{ord(char):04x}")
-        options.append((r"\\u" + digits, 6))
-    options.extend((re.escape(entity), len(entity)) for entity in _HTML_ENTITIES.get(char, ()))
-    return options
+        options.append(_JSON_ESCAPES[char])
+    if everything or (char not in _JSON_ESCAPES and (ord(char) > 0x7F or ord(char) < 0x20)):
+        options.append(_json_u(char))
+    options.extend(_HTML_ENTITIES.get(char, ()))
+    if everything:
+        options.extend((f"&#{ord(char)};", f"&#x{ord(char):x};"))
+    return tuple(dict.fromkeys(option.lower() for option in options))
 
 
-def _char_regex(char: str) -> str:
-    options = _char_options(char)
-    return options[0][0] if len(options) == 1 else "(?:" + "|".join(regex for regex, _ in options) + ")"
+def _variants(char: str, fold: bool) -> tuple[str, ...]:
+    if not fold:
+        return (char,)
+    return tuple(dict.fromkeys(v for v in (char, char.lower(), char.upper()) if len(v) == 1))
 
 
-def _form_width(form: str) -> int:
+@dataclass(frozen=True)
+class Form:
+    """One literal form of a secret. `fold`: matched in any letter case; `escapes`: every character may also
+    show as `\\uXXXX` or a numeric HTML entity (only the raw secret: escaping every character of a base64
+    text is not something an encoder does, and it would cost the hot path for nothing)."""
+
+    text: str
+    fold: bool = False
+    escapes: bool = False
+
+
+def _char_options(char: str, form: Form) -> tuple[str, ...]:
+    """(lowercase) texts one character of `form` may be written as: the character (each case variant when the
+    form folds case) and every escape of it. Lowercase is a superset for the stream's look-ahead."""
+    return _char_options_of(char, form.fold, form.escapes)
+
+
+@lru_cache(maxsize=4096)
+def _char_options_of(char: str, fold: bool, escapes: bool) -> tuple[str, ...]:
+    options = [variant.lower() for variant in _variants(char, fold)]
+    options.extend(_char_escapes(char, escapes))
+    return tuple(dict.fromkeys(options))
+
+
+_REGEX_SPECIAL = frozenset("\\.^$*+?{}[]|()")
+
+
+def _esc(text: str) -> str:
+    """re.escape, minus the escaping of harmless characters (`&`, `#`, `%`, `-`...): shorter patterns compile
+    faster, and compiling is paid once per secret set."""
+    return "".join("\\" + c if c in _REGEX_SPECIAL else c for c in text)
+
+
+def _any_case(text: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isascii() and c.isalpha() else _esc(c) for c in text)
+
+
+def _char_leads(char: str, form: Form) -> dict[str, list[str]]:
+    """{first character: [the rest, lowercase text]} for the ways one character may be written. Every escape
+    starts with a non-letter (`%`, `\\`, `&`, `+`), so the first character is always matched literally."""
+    leads: dict[str, list[str]] = {variant: [""] for variant in _variants(char, form.fold)}
+    # Escapes of the character as written (a case change and an escape at once is not matched: residual risk).
+    for escape in _char_escapes(char, form.escapes):
+        leads.setdefault(escape[0], []).append(escape[1:])
+    for tails in leads.values():
+        tails.sort(key=lambda tail: tail == "")  # the character alone last: `&amp;` before `&`
+    return leads
+
+
+def _tails_regex(tails: list[str], folded: bool) -> str:
+    """Alternatives for the rest of an escape. Inside a `(?ai:...)` group (folded) plain text matches in any
+    ASCII case; outside, each letter gets its class (escapes decode the same in either case)."""
+    unique = [tail if folded else _any_case(tail) for tail in dict.fromkeys(tails)]
+    unique = [_esc(tail) for tail in unique] if folded else unique
+    return unique[0] if len(unique) == 1 else "(?:" + "|".join(unique) + ")"
+
+
+def _char_regex(char: str, form: Form) -> str:
+    """One character of `form`, for use inside the form's context (`(?ai:...)` when the form folds case)."""
+    return _char_regex_of(char, form.fold, form.escapes)
+
+
+@lru_cache(maxsize=4096)
+def _char_regex_of(char: str, fold: bool, escapes: bool) -> str:
+    # Cached: encoded forms repeat the few characters of their alphabet, and building is pure Python.
+    form = Form(char, fold, escapes)
+    leads = _char_leads(char, form)
+    if form.fold and char.isascii():
+        leads = {lead.lower() if lead.isalpha() else lead: tails for lead, tails in leads.items()}  # the flag folds
+    plain = [lead for lead, tails in leads.items() if tails == [""]]
+    if len(plain) == len(leads):
+        return _esc(plain[0]) if len(plain) == 1 else "[" + "".join(re.escape(c) for c in plain) + "]"
+    return "(?:" + "|".join(_esc(lead) + _tails_regex(tails, form.fold) for lead, tails in leads.items()) + ")"
+
+
+def _form_width(form: Form) -> int:
     """The longest text the regex of `form` can match."""
-    return sum(max(width for _, width in _char_options(char)) for char in form)
+    return sum(max(len(option) for option in _char_options(char, form)) for char in form.text)
 
 
-def _form_regex(form: str) -> str:
-    return "".join(_char_regex(char) for char in form)
+def _form_alternatives(form: Form) -> dict[str, str]:
+    """{literal first character: regex of the rest} for every way `form` may begin."""
+    rest = "".join(_char_regex(char, form) for char in form.text[1:])
+    alternatives = {}
+    for lead, tails in _char_leads(form.text[0], form).items():
+        tail = "" if tails == [""] else _tails_regex(tails, form.fold)
+        body = tail + rest
+        # ASCII-only case folding (`(?ai:`): Unicode folding would also match e.g. the Kelvin sign for `k`.
+        alternatives[lead] = f"(?ai:{body})" if form.fold and body else body
+    return alternatives
 
 
 def _base64_forms(raw: bytes) -> set[str]:
@@ -91,21 +187,60 @@ def _base64_forms(raw: bytes) -> set[str]:
     return forms
 
 
+def _base32_forms(raw: bytes) -> set[str]:
+    """Like `_base64_forms`, with 5-bit characters: five byte alignments (k filler bytes, k = 0..4)."""
+    whole = base64.b32encode(raw).decode()
+    forms = {whole, whole.rstrip("=")}
+    for k in range(5):
+        encoded = base64.b32encode(b"\0" * k + raw).decode()
+        start, end = -(-8 * k // 5), 8 * (k + len(raw)) // 5
+        forms.add(encoded[start:end])
+    return forms
+
+
+def secret_form_specs(secret: str, *, escapes: bool = True) -> set[Form]:
+    """Every form of a secret: raw (any case, any escape), base64 (exact), hex and base32 (any case).
+    `escapes=False` leaves out the `\\u`/`&#` escapes of every character (see `_needs_escapes`)."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = {Form(secret, fold=True, escapes=escapes)}
+    forms |= {Form(text) for text in _base64_forms(raw)}
+    forms |= {Form(text, fold=True) for text in (raw.hex(), *_base32_forms(raw))}
+    return {form for form in forms if len(form.text) >= MIN_SECRET_LENGTH}
+
+
 def secret_forms(secret: str) -> set[str]:
-    """The literal forms of a secret (raw and base64); escapes are matched by the regex of each form."""
-    forms = {secret} | _base64_forms(secret.encode())
-    return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+    """The literal forms of a secret; escapes and case variants are matched by the regex of each form."""
+    return {form.text for form in secret_form_specs(secret)}
+
+
+def _needs_escapes(text: str) -> bool:
+    """Could a `\\u`/`&#` escape of an ASCII character (a form only the full pattern has) occur in `text`?
+    If not, the lean pattern finds exactly what the full one would: the options it lacks need these."""
+    return "&#" in text or "\\u" in text or "\\U" in text
 
 
 @lru_cache(maxsize=256)
-def _compile(secrets: frozenset[str]) -> re.Pattern[str] | None:
-    forms: set[str] = set()
+def _compile(secrets: frozenset[str], escapes: bool = True) -> re.Pattern[str] | None:
+    """One pattern for a secret set. Built twice, lazily: lean (escapes=False, what almost every text needs)
+    and full (compiled only once a text holds `\\u` or `&#`; several times bigger, so slower to compile)."""
+    forms: set[Form] = set()
     for secret in secrets:
         if len(secret) >= MIN_SECRET_LENGTH:
-            forms |= secret_forms(secret)
+            forms |= secret_form_specs(secret, escapes=escapes)
     if not forms:
         return None
-    return re.compile("|".join(_form_regex(form) for form in sorted(forms, key=lambda f: (-len(f), f))))
+    ordered = sorted(forms, key=lambda f: (-len(f.text), f.text, f.fold, f.escapes))
+    # Grouped by the literal first character of every way a form may begin: each top-level alternative then
+    # starts with a literal, so the regex engine skips every position no form can start at (a charset
+    # prefix scan) instead of trying every form at every position. Within a group, longest form first.
+    groups: dict[str, list[str]] = {}
+    for form in ordered:
+        for lead, rest in _form_alternatives(form).items():
+            groups.setdefault(lead, []).append(rest)
+    return re.compile("|".join(
+        _esc(lead) + (rests[0] if len(rests) == 1 else "(?:" + "|".join(rests) + ")")
+        for lead, rests in ((lead, list(dict.fromkeys(r))) for lead, r in groups.items())
+    ))
 
 
 def _derived(value: str) -> list[str]:
@@ -156,7 +291,14 @@ class Masker:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.secrets = frozenset(str(s) for s in secrets if s)
-        self._pattern = _compile(self.secrets)
+        self._pattern = _compile(self.secrets, False)  # the lean pattern; None when there is nothing to mask
+
+    def _full(self) -> re.Pattern[str]:
+        return _compile(self.secrets, True)
+
+    def _sub(self, replacement: str, text: str) -> str:
+        pattern = self._full() if _needs_escapes(text) else self._pattern
+        return pattern.sub(replacement, text)
 
     @classmethod
     def for_connections(cls, connections: Iterable[ResolvedConnection]) -> Masker:
@@ -178,13 +320,13 @@ class Masker:
     def mask_text(self, text: str) -> str:
         if self._pattern is None:
             return text
-        return self._pattern.sub(MASK, text)
+        return self._sub(MASK, text)
 
     def mask(self, obj: Any) -> Any:
         """Walk str/dict/list/tuple; keys are masked too (a secret should never be a key, but cheap)."""
         if self._pattern is None:
             return obj
-        return self._walk(obj, self._pattern.sub)
+        return self._walk(obj, self._sub)
 
     def _walk(self, obj: Any, sub) -> Any:
         if isinstance(obj, str):
@@ -214,10 +356,12 @@ class StreamMasker:
         self._window, self._starts = _stream_tables(masker.secrets)
 
     def feed(self, chunk: str) -> str:
-        pattern = self._masker._pattern
-        if pattern is None:
+        if self._masker._pattern is None:
             return chunk
         buffer = self._buffer + chunk
+        # Lean or full by the same rule as mask_text: a start decided here has its whole window in `buffer`,
+        # so an escape that could change the choice there is in `buffer` too.
+        pattern = self._masker._full() if _needs_escapes(buffer) else self._masker._pattern
         # Starts before `decided` have every character a form could span: the regex's choice there is final.
         decided = max(0, len(buffer) - self._window)
         hold = next((p for p in range(decided, len(buffer)) if self._could_start(buffer, p)), len(buffer))
@@ -270,25 +414,10 @@ def _stream_tables(secrets: frozenset[str]) -> tuple[int, dict[str, list[tuple[t
     for secret in secrets:
         if len(secret) < MIN_SECRET_LENGTH:
             continue
-        for form in secret_forms(secret):
+        for form in secret_form_specs(secret):
             window = max(window, _form_width(form))
-            options = tuple(_char_literals(char) for char in form)
+            options = tuple(_char_options(char, form) for char in form.text)
             for first in {option[0] for option in options[0]}:
                 starts.setdefault(first, []).append(options)
     return window, starts
 
-
-def _char_literals(char: str) -> tuple[str, ...]:
-    """The ways one character may be written, as lowercase text (hex case folded; a superset is harmless)."""
-    if char in _UNRESERVED:
-        return (char.lower(),)
-    utf8 = char.encode("utf-8", "surrogatepass")
-    options = [char.lower(), "".join(f"%{b:02x}" for b in utf8)]
-    if char == " ":
-        options.append("+")
-    if char in _JSON_ESCAPES:
-        options.append(_JSON_ESCAPES[char])
-    elif (ord(char) > 0x7F or ord(char) < 0x20) and ord(char) <= 0xFFFF:
-        options.append(f"\\u{ord(char):04x}")
-    options.extend(_HTML_ENTITIES.get(char, ()))
-    return tuple(dict.fromkeys(options))

@@ -6,11 +6,21 @@ itself. So a DNS answer cannot change between check and use (no rebinding window
 that opens a connection is checked again. TLS still uses the hostname (httpcore wraps the socket after
 `connect_tcp`), so SNI and certificate checks are unchanged. Keep-alive pooling is kept: a pooled
 connection is only ever reused for the same origin it was checked for.
+
+One refusal, one answer: a name that does not resolve and a name that resolves to a forbidden address
+raise the same BlockedAddressError (code `target_not_allowed`, one fixed message), so whoever can make the
+platform call a URL (an anonymous caller of a public App) cannot probe which internal names exist. The
+difference is kept on the exception's attributes and in one server-side log line only.
+
+Clients are stateless (SPEC 12): pooled connections yes, but no cookie jar (a `Set-Cookie` answered in
+one run must never ride along in another tenant's run, nor across the redirect hops of one request), no
+client-level auth and no client-level headers. Every outbound client of the platform is a StatelessClient.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import typing
 from collections.abc import Callable
@@ -19,13 +29,36 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+logger = logging.getLogger(__name__)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolve = Callable[[str, int], list[str]]
 IsForbidden = Callable[[str], bool]
 
+TARGET_NOT_ALLOWED = "target_not_allowed"
+# The same words for "did not resolve" and "resolved to a forbidden address": no DNS probing through errors.
+TARGET_NOT_ALLOWED_MESSAGE = "The target is not allowed: it must be a name that resolves to public addresses only"
+
 # IPv6 ranges that embed an IPv4 address reachable through a translator: judged by that IPv4.
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_IPV4_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+# Refused whatever Python's `is_global` says (its tables vary between versions and call deprecated ranges
+# such as fec0::/10 global). IANA special-purpose registries, plus deprecated transition mechanisms: an
+# IPv4-compatible, 6to4 or Teredo address is refused outright, not judged by the IPv4 inside (relays that
+# translate them are not ours to trust, and nothing legitimate needs them).
+_FORBIDDEN_V4 = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",  # 240/4 includes 255.255.255.255
+))
+_FORBIDDEN_V6 = tuple(ipaddress.ip_network(n) for n in (
+    "::/96",  # unspecified, loopback and the deprecated IPv4-compatible form
+    "100::/64", "2001::/23",  # discard-only; IETF protocol assignments (Teredo 2001::/32, ORCHID, benchmarking)
+    "2001:db8::/32", "2002::/16", "3fff::/20",  # documentation; 6to4; documentation
+    "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",  # unique local; link-local; site-local; multicast
+))
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 
 
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
@@ -38,18 +71,48 @@ class BlockedAddressError(httpx.ConnectError):
     any packet is sent to the address.
     """
 
-    def __init__(self, message: str, *, host: str = "", address: str = "") -> None:
+    code = TARGET_NOT_ALLOWED
+
+    def __init__(self, message: str = TARGET_NOT_ALLOWED_MESSAGE, *, host: str = "", address: str = "") -> None:
         super().__init__(message)
+        # Server side only (logs, retry decisions); never put in an answer: `address` empty = did not resolve.
         self.host = host
         self.address = address
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if any(ip in net for net in _NAT64) or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+class NoCookiesMixin:
+    """For httpx.Client subclasses: the client has no cookie jar.
+
+    httpx reads and writes its jar only through the `cookies` property (merging into each request, storing
+    every `Set-Cookie`, carrying the jar across redirect hops); a fresh empty jar per access makes each
+    write land nowhere. `response.cookies` still shows what that one response set.
+    """
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return httpx.Cookies()
+
+    @cookies.setter
+    def cookies(self, value: typing.Any) -> None:
+        if value:
+            raise ValueError("Outbound clients keep no cookies")
+
+
+class StatelessClient(NoCookiesMixin, httpx.Client):
+    """An httpx.Client safe to share between runs and tenants: pools connections, keeps no cookies, and
+    refuses client-level auth and headers (whatever a run needs goes on its own request)."""
+
+    def __init__(self, **kwargs: typing.Any) -> None:
+        for shared_state in ("auth", "headers", "cookies"):
+            if kwargs.get(shared_state):
+                raise ValueError(f"A shared outbound client takes no {shared_state}: pass them per request")
+        kwargs.setdefault("trust_env", False)
+        super().__init__(**kwargs)
+
+
+def _translated_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 behind an IPv4-mapped or NAT64 address (what a translator would connect to), else None."""
+    if ip in _IPV4_MAPPED or any(ip in net for net in _NAT64):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -63,9 +126,13 @@ def is_forbidden_ip(ip: str | IPAddress) -> bool:
     except ValueError:
         return True
     if isinstance(addr, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(addr)
+        embedded = _translated_ipv4(addr)
         if embedded is not None:
             return is_forbidden_ip(embedded)
+        if addr not in _GLOBAL_UNICAST_V6 or any(addr in net for net in _FORBIDDEN_V6):
+            return True
+    elif any(addr in net for net in _FORBIDDEN_V4):
+        return True
     # is_global alone lets multicast through (224/4 and ff00::/8 count as global), hence the extra checks.
     return not addr.is_global or addr.is_multicast or addr.is_reserved or addr.is_unspecified
 
@@ -95,17 +162,23 @@ def checked_addresses(
     host = host.strip("[]")
     try:
         addresses = resolve(host, port)
-    except OSError as exc:
-        raise BlockedAddressError(f"Could not resolve host {host!r}", host=host) from exc
+    except (OSError, UnicodeError) as exc:
+        _refused(host, "", "did not resolve")
+        raise BlockedAddressError(host=host) from exc
     if not addresses:
-        raise BlockedAddressError(f"Could not resolve host {host!r}", host=host)
+        _refused(host, "", "resolved to no address")
+        raise BlockedAddressError(host=host)
     if not allow_private:
         for address in addresses:
             if is_forbidden(address):
-                raise BlockedAddressError(
-                    f"Refused to connect to {host!r}: it resolves to a non-public address", host=host, address=address
-                )
+                _refused(host, address, "resolves to a forbidden address")
+                raise BlockedAddressError(host=host, address=address)
     return addresses
+
+
+def _refused(host: str, address: str, reason: str) -> None:
+    # The only place the two refusals differ. A host name and an address, never a URL (no query, no userinfo).
+    logger.info("outbound target refused: host=%r address=%r reason=%s", host[:255], address, reason)
 
 
 class GuardedNetworkBackend(httpcore.NetworkBackend):
@@ -189,13 +262,14 @@ def make_http_client(
     resolve: Resolve = resolve_host,
     is_forbidden: IsForbidden = is_forbidden_ip,
 ) -> httpx.Client:
-    """An httpx.Client whose every connection (redirect hops included) passes the SSRF guard.
+    """A StatelessClient (no cookies, auth or headers) whose every connection, redirect hops included, passes
+    the SSRF guard.
 
     `trust_env=False`: an HTTP(S)_PROXY from the environment would connect to the proxy instead, bypassing
     the check. `resolve`/`is_forbidden` are injectable for tests only.
     """
     transport = GuardedHTTPTransport(allow_private=allow_private, resolve=resolve, is_forbidden=is_forbidden)
-    return httpx.Client(
+    return StatelessClient(
         transport=transport,
         timeout=timeout,
         follow_redirects=follow_redirects,

@@ -54,17 +54,23 @@ def callback_client() -> httpx.Client:
 
 
 def validate_callbacks(callbacks: list[dict[str, Any]]) -> None:
-    """At request time: HTTPS and a public address, unless ALLOW_PRIVATE_NETWORK_TARGETS (dev/tests)."""
+    """At request time: HTTPS and a public address, unless ALLOW_PRIVATE_NETWORK_TARGETS (dev/tests).
+
+    A refused target answers `target_not_allowed` with the guard's one message, whether the name did not
+    resolve or resolved to a forbidden address: the caller (maybe anonymous) learns nothing about our DNS.
+    """
     errors: dict[str, list[str]] = {}
+    code = None
     for index, callback in enumerate(callbacks):
         try:
             check_url_target(callback["url"], allow_private=bool(settings.ALLOW_PRIVATE_NETWORK_TARGETS))
         except BlockedAddressError as exc:
             errors[f"callbacks[{index}].url"] = [str(exc)]
+            code = exc.code
         except ValueError as exc:
             errors[f"callbacks[{index}].url"] = [str(exc)]
     if errors:
-        raise BadRequest("Callback URLs must use HTTPS and resolve to public addresses.", details=errors)
+        raise BadRequest("Callback URLs must use HTTPS and resolve to public addresses.", details=errors, code=code)
 
 
 def deliveries_create(*, run: Run, callbacks: list[dict[str, Any]]) -> list[CallbackDelivery]:
@@ -147,7 +153,7 @@ def deliver(delivery_id) -> float | None:
             error = f"HTTP {status_code}"
             retryable = status_code == 429 or status_code >= 500
     except BlockedAddressError as exc:
-        error = str(exc)[:500]
+        error = f"{exc.code}: {exc}"[:500]
         retryable = not exc.address  # a name that did not resolve may resolve later; a private address will not
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]

@@ -1,5 +1,6 @@
 """Process-wide SSRF-guarded HTTP clients (keep-alive pooling across runs; httpx.Client is thread-safe),
-one per setting of the guard and per client flavour."""
+one per setting of the guard and per client flavour. Shared between runs and tenants, so they are
+StatelessClients: no cookie jar, no client-level auth or headers (SPEC 12)."""
 
 from __future__ import annotations
 

@@ -182,4 +182,4 @@ def test_a_refreshed_token_that_is_refused_too_is_reported_again(run, unauthoriz
 def test_the_engine_refuses_private_targets_with_the_guard_on(run, url):
     with make_http_client(allow_private=False, timeout=2.0) as guarded:
         result, _ = run(workflow({"id": "call", "type": "http", "config": {"url": url}}), client=guarded)
-    assert result.nodes["call"].error["type"] == "address_not_allowed"
+    assert result.nodes["call"].error["type"] == "target_not_allowed"

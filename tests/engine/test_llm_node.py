@@ -92,7 +92,7 @@ def test_the_llm_base_url_passes_the_ssrf_guard(run):
     metadata = FakeResolver({"oa": conn("oa", "openai", api_key=KEY, base_url="http://169.254.169.254/v1")})
     with make_http_client(allow_private=False) as guarded:
         result, _ = run(llm_workflow(), {"name": "x"}, resolver=metadata, client=guarded)
-    assert result.nodes["chat"].error["type"] == "address_not_allowed"
+    assert result.nodes["chat"].error["type"] == "target_not_allowed"
 
 
 # --- a secret split across deltas (security review H3) ---------------------------------------------------

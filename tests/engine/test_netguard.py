@@ -121,8 +121,9 @@ def test_a_public_looking_name_resolving_to_loopback_is_refused():
         return ["93.184.216.34", "127.0.0.1"] if host == "rebind.example" else resolve_host(host, port)
 
     with make_http_client(allow_private=False, resolve=resolve) as client, NoConnect():
-        with pytest.raises(BlockedAddressError, match="non-public"):
+        with pytest.raises(BlockedAddressError, match="target is not allowed") as refused:
             client.get("http://rebind.example/")
+    assert refused.value.code == "target_not_allowed"
 
 
 def test_it_connects_to_the_checked_address_not_the_name_again(echo_server):

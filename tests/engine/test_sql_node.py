@@ -76,7 +76,7 @@ def test_writes_fail_in_the_read_only_transaction(run, query):
 
 def test_the_sql_host_passes_the_ssrf_guard_unless_private_targets_are_allowed(run):
     result, _ = run(sql_workflow("select 1"), resolver=pg_resolver(), allow_private_network=False)
-    assert result.nodes["q"].error["type"] == "address_not_allowed"
+    assert result.nodes["q"].error["type"] == "target_not_allowed"
 
 
 def test_db_connect_is_injectable_and_receives_the_checked_address(run, monkeypatch):

@@ -101,13 +101,17 @@ def test_a_client_error_is_not_retried_and_a_network_error_is(api_client, actors
     assert closed.attempts == settings.CALLBACK_MAX_ATTEMPTS and closed.last_status_code is None and closed.last_error
 
 
-@pytest.mark.parametrize("url", ["https://127.0.0.1/hook", "https://localhost:8443/hook", "https://[::1]/hook",
-                                 "https://169.254.169.254/latest", "http://callbacks.example.com/hook", "ftp://x/y"])
-def test_callback_urls_must_be_https_and_public_with_the_guard_on(api_client, simple_app, owner_key, settings, url):
+@pytest.mark.parametrize(("url", "code"), [
+    ("https://127.0.0.1/hook", "target_not_allowed"), ("https://localhost:8443/hook", "target_not_allowed"),
+    ("https://[::1]/hook", "target_not_allowed"), ("https://169.254.169.254/latest", "target_not_allowed"),
+    ("http://callbacks.example.com/hook", "bad_request"), ("ftp://x/y", "bad_request"),
+])
+def test_callback_urls_must_be_https_and_public_with_the_guard_on(api_client, simple_app, owner_key, settings, url,
+                                                                   code):
     settings.ALLOW_PRIVATE_NETWORK_TARGETS = False
     response = invoke_async(api_client, simple_app, owner_key, [{"url": url}])
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "bad_request"
+    assert response.json()["error"]["code"] == code
     assert not Run.objects.exists()
 
 

@@ -73,7 +73,7 @@ def test_runs_cannot_reach_private_addresses_with_the_guard_on(client, project, 
     assert response.status_code == 200
     node = response.json()["nodes"]["fetch"]
     assert node["status"] == "failure"
-    assert node["error"]["type"] == "address_not_allowed"
+    assert node["error"]["type"] == "target_not_allowed"
 
 
 def test_error_on_node_failure_fails_the_request_without_leaking(client, project, owner_key):
