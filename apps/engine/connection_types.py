@@ -79,7 +79,7 @@ class ConnectionType:
         return frozenset(f.name for f in self.fields if f.secret)
 
 
-def _url_problem(value: str) -> str | None:
+def url_problem(value: str) -> str | None:
     """Why `value` cannot be a connection URL, or None.
 
     A connection URL fixes where its secrets go, so its origin must be literal: no `{placeholder}` (or
@@ -216,7 +216,7 @@ def _check_value(f: Field, value: Any) -> tuple[Any, str | None]:
         if not isinstance(value, str):
             return value, "must be a string"
         if f.kind == "url" and value:
-            problem = _url_problem(value)
+            problem = url_problem(value)
             if problem:
                 return value, problem
         return value, None
