@@ -51,7 +51,7 @@ class ConnectionSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=connection_types.TYPE_CHOICES)
     status = serializers.ChoiceField(choices=Connection.Status.choices)
     config = serializers.SerializerMethodField(
-        help_text=f"The stored config; secret fields (and credential-like header, param and data values) read '{MASK}'."
+        help_text=f"The stored config; secret fields (and every http header, param and data value) read '{MASK}'."
     )
     project_id = serializers.UUIDField()
     owner = serializers.SerializerMethodField()
