@@ -553,3 +553,20 @@ def test_ordinary_urls_and_prompts_pass(workflow, refs):
         "select id, total from invoices where created_at > '2024-01-01' and status = 'open' order by id limit 10"
     )
     workflow_version_create(workflow=workflow, definition=definition, actor="test")
+
+
+def test_the_random_token_rule_catches_generated_keys_and_spares_identifiers():
+    # Figures documented in docs/decisions.md; a fixed seed keeps this deterministic.
+    import random
+    import string
+
+    from apps.workflows.inline_credentials import looks_random
+
+    rng = random.Random(20261201)
+    alphabet = string.ascii_letters + string.digits + "-_"
+    tokens = ["".join(rng.choice(alphabet) for _ in range(32)) for _ in range(500)]
+    caught = sum(looks_random(t) for t in tokens)
+    assert caught >= 475  # >= 95% of 32-character base64url keys
+    for identifier in ("ThisIsAVeryLongCamelCaseIdentifier1", "Mixtral-8x7B-Instruct-v0",
+                       "invoice_2024_01_summary_report_final", "2d711642b726b04401627ca9fbac32f5c8530fb1"):
+        assert not looks_random(identifier)
