@@ -89,6 +89,9 @@ def link_end_user(app: App, requirement: Requirement, user_id: str, config: dict
     from apps.engine.connection_types import validate_config
 
     ctype = requirement.connection_type
+    fixed = (requirement.spec or {}).get("config") or {}
+    if ctype == "oauth2" and fixed.get("url") and "url" not in config:
+        config = {**config, "url": fixed["url"]}  # the flow copies the requirement's builder-fixed url
     connection = Connection.objects.create(
         project=app.project, name=f"{user_id} · {requirement.name}", type=ctype,
         config=validate_config(ctype, config), status=status, app=app, user_id=user_id,

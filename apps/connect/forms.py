@@ -1,7 +1,8 @@
 """The hosted page's credential forms, derived from the connection-type registry's field declarations.
 
 Secrets are password inputs and are never rendered back; choices are selects; mappings are JSON
-textareas; lists are one entry per line. Parsing yields a config for `validate_config`, which has
+textareas (an `http` connection's headers/params/data hold secrets only, so they are never rendered
+back either); lists are one entry per line. Parsing yields a config for `validate_config`, which has
 the last word on what is valid.
 """
 
@@ -60,6 +61,11 @@ class FormField:
     def required(self) -> bool:
         return self.field.required
 
+    @property
+    def secret(self) -> bool:
+        """Never rendered back: secret fields, and mappings whose every value is secret (SPEC §12)."""
+        return self.field.secret or self.field.sensitive_values
+
 
 def _initial(f: Field) -> str:
     if f.secret or f.default in (None, {}, []):
@@ -76,7 +82,8 @@ def credential_fields(type_name: str, *, id_prefix: str, data=None, errors: dict
     result = []
     for f in ctype.fields:
         value = _initial(f)
-        if data is not None and not f.secret:
+        if data is not None and not (f.secret or f.sensitive_values):
+            # A submitted header/param/data mapping holds secrets: re-typed after an error, never echoed.
             value = data.get(PREFIX + f.name, value)
         result.append(FormField(field=f, html_id=f"{id_prefix}-{f.name}", value=value, errors=list(errors.get(f.name, []))))
     return result

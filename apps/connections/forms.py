@@ -2,8 +2,8 @@
 
 Each type's fields become form fields named `cfg_<field>`. Secret fields are write-only password inputs
 (never rendered back; blank keeps the stored value). Mappings (`headers`, `params`, `data`) are edited as
-JSON showing the redacted config: credential-like values appear as `********`, and sending `********`
-back keeps the stored value (validate_config with partial_base does both).
+JSON showing the redacted config: every value appears as `********` (all are secret, SPEC §12), and
+sending `********` back keeps the stored value (validate_config with partial_base does both).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _form_field(f: Field, *, adding: bool) -> forms.Field:
         return forms.ChoiceField(label=label, required=f.required, choices=choices, initial=f.default,
                                  help_text=help_text)
     if f.kind == "mapping":
-        hint = "A JSON object." + (" Credential-like values show as ******** and are kept when left so."
+        hint = "A JSON object." + (" Every value is secret: it shows as ******** and is kept when left so."
                                    if f.sensitive_values else "")
         return forms.CharField(label=label, required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
                                help_text=f"{help_text} {hint}".strip(), initial="{}")

@@ -189,17 +189,32 @@ def start_end_user_authorization(
         .filter(app=app, user_id=user_id, requirement=requirement).first()
     )
     scopes = list(spec.get("scopes") or provider.scopes or [])
+    # The builder fixes where the token may go (SPEC §12/§13): without it the connection could never be
+    # used (origin_not_allowed at run time), so refuse before the user consents.
+    url = ((spec.get("config") or {}).get("url") or "").strip()
+    if not url:
+        raise BadRequest(
+            "This requirement fixes no API URL for its OAuth2 connections; the App's builder must add "
+            "spec.config.url (recreate the requirement)."
+        )
     if link is not None and link.connection.type == "oauth2":
         connection = link.connection
+        fields = []
         if connection.provider_id != provider.id:
             connection.provider = provider
-            connection.save(update_fields=["provider", "updated_at"])
+            fields.append("provider")
+        if (connection.config or {}).get("url") != url:
+            # Tokens are (re)issued by the flow this call starts; they may go only to the requirement's origin.
+            connection.config = {**(connection.config or {}), "url": url}
+            fields.append("config")
+        if fields:
+            connection.save(update_fields=[*fields, "updated_at"])
     else:
         if link is not None:  # a stale link of another type: replace its connection
             link.connection.delete()
         connection = Connection.objects.create(
             project_id=app.project_id, name=f"{user_id} · {requirement.name}"[:200], type="oauth2",
-            config={"provider_id": str(provider.id), "scopes": scopes}, status=Connection.Status.INCOMPLETE,
+            config={"provider_id": str(provider.id), "url": url, "scopes": scopes}, status=Connection.Status.INCOMPLETE,
             app=app, user_id=user_id, provider=provider, created_by=f"end_user:{user_id}"[:200],
             updated_by=f"end_user:{user_id}"[:200],
         )

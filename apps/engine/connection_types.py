@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 MASK = "********"
 
-# Names that carry credential material. Used to decide which header/param/data values of an `http`
-# connection are secret, and to refuse such keys inline in a workflow definition.
+# Names that carry credential material. Used to refuse such keys inline in a workflow definition (an
+# `http` connection's header/param/data values are ALL secret, whatever their name: SPEC §12).
 SENSITIVE_KEY_RE = re.compile(
     r"(^authorization$|^proxy-authorization$|^cookie$|^set-cookie$|api[-_]?key|token|secret|passw|"
     r"^x-auth|^auth$|credential|signature|private[-_]?key|"
@@ -51,7 +51,8 @@ class Field:
     choices: tuple[str, ...] = ()
     label: str = ""
     help_text: str = ""
-    # For mappings: the values whose key looks sensitive are secret (write-only, masked).
+    # For mappings: every value is secret (write-only, masked in output, not overridable by a node or
+    # run input). A name such as `X-Honeycomb-Team` or `appid` says nothing about whether it is a secret.
     sensitive_values: bool = False
 
 
@@ -78,9 +79,32 @@ class ConnectionType:
         return frozenset(f.name for f in self.fields if f.secret)
 
 
-def _url_ok(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+def url_problem(value: str) -> str | None:
+    """Why `value` cannot be a connection URL, or None.
+
+    A connection URL fixes where its secrets go, so its origin must be literal: no `{placeholder}` (or
+    template) in the scheme, userinfo, host or port, which a node or run input could otherwise fill
+    (http_merge refuses that at run time too; refusing it here stops it at every form and API). URL
+    userinfo is refused: a credential there would sit outside the secret fields, shown in clear.
+    """
+    stripped = value.strip()
+    scheme_end = stripped.find("://")
+    head = stripped
+    if scheme_end >= 0:
+        ends = [pos for pos in (stripped.find(sep, scheme_end + 3) for sep in "/?#") if pos >= 0]
+        head = stripped[: min(ends)] if ends else stripped
+    if "{" in head or "}" in head:
+        return "no {placeholder} may sit in the scheme, host or port: the connection fixes where its secrets go"
+    try:
+        parts = urlsplit(stripped)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "must be an http(s) URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL"
+    if "@" in parts.netloc:
+        return "must not contain user:password@; put credentials in the secret fields"
+    return None
 
 
 HTTP = ConnectionType(
@@ -90,12 +114,15 @@ HTTP = ConnectionType(
     node_types=("http",),
     destination_fields=("url",),
     fields=(
-        Field("url", "url", label="Base URL", help_text="Fixes the origin credentials may be sent to."),
+        Field("url", "url", label="Base URL",
+              help_text="Fixes the origin credentials may be sent to; required when headers, params or data are set."),
         Field("method", "choice", default="GET", choices=HTTP_METHODS, label="Method"),
         Field("headers", "mapping", default={}, sensitive_values=True, label="Headers",
-              help_text="Values of credential-like headers (Authorization, X-Api-Key...) are write-only."),
-        Field("params", "mapping", default={}, sensitive_values=True, label="Query parameters"),
-        Field("data", "mapping", default={}, sensitive_values=True, label="Body data"),
+              help_text="Every value is write-only and cannot be overridden by a node or run input."),
+        Field("params", "mapping", default={}, sensitive_values=True, label="Query parameters",
+              help_text="Every value is write-only and cannot be overridden by a node or run input."),
+        Field("data", "mapping", default={}, sensitive_values=True, label="Body data",
+              help_text="Every value is write-only and cannot be overridden by a node or run input."),
         Field("parameters", "list", default=[], label="Parameters",
               help_text="Names a node or run input may fill, e.g. account_id for {account_id} in the URL."),
     ),
@@ -137,7 +164,7 @@ OAUTH2 = ConnectionType(
     destination_fields=("url",),  # provider_id is fixed by the service
     fields=(
         Field("provider_id", "string", required=True, label="Provider"),
-        Field("url", "url", label="Base URL", help_text="Origin the access token may be sent to."),
+        Field("url", "url", required=True, label="Base URL", help_text="Origin the access token may be sent to."),
         Field("scopes", "list", default=[], label="Scopes"),
         Field("access_token", "string", secret=True, label="Access token"),
         Field("refresh_token", "string", secret=True, label="Refresh token"),
@@ -188,8 +215,10 @@ def _check_value(f: Field, value: Any) -> tuple[Any, str | None]:
     if f.kind in ("string", "url"):
         if not isinstance(value, str):
             return value, "must be a string"
-        if f.kind == "url" and value and not _url_ok(value):
-            return value, "must be an http(s) URL"
+        if f.kind == "url" and value:
+            problem = url_problem(value)
+            if problem:
+                return value, problem
         return value, None
     if f.kind == "integer":
         if isinstance(value, bool):
@@ -235,9 +264,15 @@ def validate_config(type_name: str, config: Any, *, partial_base: Mapping[str, A
             value = partial_base.get(f.name)
             if value not in (None, ""):
                 kept.append(f.name)
-        if partial_base is not None and f.sensitive_values and isinstance(value, Mapping):
-            stored = partial_base.get(f.name) or {}
+        if f.sensitive_values and isinstance(value, Mapping):
+            stored = (partial_base or {}).get(f.name) or {}
             kept.extend(f"{f.name}.{k}" for k, v in value.items() if v == MASK and k in stored)
+            unknown_masked = sorted(k for k, v in value.items() if v == MASK and k not in stored)
+            if unknown_masked:
+                # The mask stands for "keep the stored value"; stored literally it would be sent upstream.
+                errors.setdefault(f.name, []).append(
+                    f"no stored value to keep for {', '.join(unknown_masked)}; send the value itself"
+                )
             value = {k: (stored.get(k, v) if v == MASK else v) for k, v in value.items()}
         if value is None or (value == "" and f.kind != "string"):
             if f.required and not ctype.oauth:
@@ -257,6 +292,11 @@ def validate_config(type_name: str, config: Any, *, partial_base: Mapping[str, A
         for name in result.get("parameters", []):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 errors.setdefault("parameters", []).append(f"'{name}' is not a valid parameter name")
+    if not result.get("url") and "url" not in errors and _carries_credentials(ctype, result):
+        # Without a URL the node would choose where the secrets go (SPEC §12).
+        errors.setdefault("url", []).append(
+            "this field is required: it fixes the origin this connection's credentials may be sent to"
+        )
     if ctype.name == "postgresql" and isinstance(result.get("port"), int) and not 0 < result["port"] < 65536:
         errors.setdefault("port", []).append("must be between 1 and 65535")
     if partial_base is not None and kept and not errors:
@@ -275,6 +315,21 @@ def validate_config(type_name: str, config: Any, *, partial_base: Mapping[str, A
     if errors:
         raise ConfigError(errors)
     return result
+
+
+def _carries_credentials(ctype: ConnectionType, config: Mapping[str, Any]) -> bool:
+    if ctype.name in ("http_api_key", "oauth2"):
+        return True
+    return ctype.name == "http" and any(config.get(f.name) for f in ctype.fields if f.sensitive_values)
+
+
+def carries_credentials(type_name: str, config: Mapping[str, Any]) -> bool:
+    """True when a connection of this type (with this config) sends credentials over HTTP: its `url` fixes where.
+
+    `http`: when it sets any header, param or data value (every one of them is secret). `http_api_key`
+    and `oauth2`: always. Other types do not talk HTTP from an http node.
+    """
+    return _carries_credentials(get_type(type_name), config)
 
 
 def origin(url: str) -> tuple[str, str, int | None] | None:
@@ -298,7 +353,7 @@ def _destination(ctype: ConnectionType, name: str, value: Any) -> Any:
 
 
 def redact_config(type_name: str, config: Mapping[str, Any]) -> dict:
-    """The config as it may be shown: secret fields (and credential-like mapping values) become MASK."""
+    """The config as it may be shown: secret fields and every header/param/data value become MASK."""
     ctype = get_type(type_name)
     shown: dict[str, Any] = {}
     for key, value in config.items():
@@ -308,7 +363,7 @@ def redact_config(type_name: str, config: Mapping[str, Any]) -> dict:
         if f.secret:
             shown[key] = MASK if value not in (None, "") else ""
         elif f.sensitive_values and isinstance(value, Mapping):
-            shown[key] = {k: (MASK if is_sensitive_key(k) else v) for k, v in value.items()}
+            shown[key] = {k: (MASK if v not in (None, "") else v) for k, v in value.items()}
         else:
             shown[key] = value
     return shown
@@ -323,5 +378,20 @@ def secret_values(type_name: str, config: Mapping[str, Any]) -> list[str]:
         if f.secret and isinstance(value, str) and value:
             found.append(value)
         elif f.sensitive_values and isinstance(value, Mapping):
-            found.extend(str(v) for k, v in value.items() if is_sensitive_key(k) and v not in (None, ""))
+            found.extend(_leaf_strings(value))
     return found
+
+
+def _leaf_strings(value: Any) -> list[str]:
+    """The strings and numbers inside a mapping value, as text. Booleans and null carry no secret."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return [str(value)]
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in _leaf_strings(item)]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _leaf_strings(item)]
+    return []

@@ -9,13 +9,15 @@
   names it declares in `parameters` are filled. With a connection on board no placeholder may sit in the
   scheme, userinfo, host or port (`https://{host}/`, `https://api.x.com:{port}/`): `origin_not_allowed`.
 - Origin pinning: when the node carries a connection, the origin (scheme, host, port) is fixed by the
-  trusted layers, the connection's `url`, else the node config's `url` (unless its origin part is itself a
-  template: then a caller could choose it), filled with node-config parameters only. A final URL with
-  another origin, or a URL that only the run-input layer provides, is `origin_not_allowed`: credentials
-  never follow a caller-chosen URL.
-- Secrets cannot be overridden: a credential-like key the connection sets (Authorization, X-Api-Key,
-  token params...) keeps the connection's value; the `http_api_key` header and the OAuth2 bearer token are
-  applied after every layer.
+  connection's `url`. A credential-bearing connection (`http_api_key`, `oauth2`, an `http` one with any
+  header/param/data) without a `url` (a row saved before the rule) is `origin_not_allowed`: the node must
+  not choose where its secrets go. Only an `http` connection that carries nothing secret lets the node
+  config's `url` fix the origin (unless its origin part is itself a template: then a caller could choose
+  it), filled with node-config parameters only. A final URL with another origin, or a URL that only the
+  run-input layer provides, is `origin_not_allowed`: credentials never follow a caller-chosen URL.
+- Secrets cannot be overridden: every header, param and data key the connection sets (all are secret,
+  SPEC §12; headers compared case-insensitively) keeps the connection's value; the `http_api_key` header
+  and the OAuth2 bearer token are applied after every layer.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from .connection_types import HTTP_METHODS, is_sensitive_key
+from .connection_types import HTTP_METHODS, carries_credentials
 from .errors import NodeError
 from .types import ResolvedConnection
 
@@ -211,6 +213,12 @@ def prepare_http_request(
     pinned: Origin | None = None
     if connection is not None:
         trusted = base.get("url") or None
+        if trusted is None and carries_credentials(connection.type, connection.config):
+            raise NodeError(
+                "origin_not_allowed",
+                "This connection carries credentials but fixes no url; add the url to the connection "
+                "(the node cannot choose where its credentials go)",
+            )
         node_url = config.get("url")
         if trusted is None and isinstance(node_url, str) and _is_absolute(node_url):
             if not _origin_is_templated(raw_url if raw_url is not None else node_url):
@@ -238,8 +246,7 @@ def prepare_http_request(
     protected = {"headers": set(), "params": set(), "data": set()}
     for key in protected:
         for name in _mapping(base, key, "connection"):
-            if is_sensitive_key(name):
-                protected[key].add(name.lower() if key == "headers" else name)
+            protected[key].add(name.lower() if key == "headers" else name)
 
     header_layers = [_mapping(layer, "headers", where) for layer, where in layers]
     headers = {k: _text(v) for k, v in _merge(header_layers, protected["headers"], fold_case=True).items()}

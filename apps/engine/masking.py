@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .connection_types import MASK, is_sensitive_key, secret_values
+from .connection_types import MASK, secret_values
 from .types import ResolvedConnection
 
 MIN_SECRET_LENGTH = 4  # shorter values would mask half the output ("1", "on", "GET")
@@ -270,8 +270,8 @@ def connection_secrets(connection: ResolvedConnection) -> list[str]:
         for key in ("headers", "params", "data"):
             values = config.get(key)
             if isinstance(values, Mapping):
-                for name, value in values.items():
-                    if is_sensitive_key(name) and isinstance(value, str):
+                for value in values.values():  # every value is secret (SPEC §12), whatever its name
+                    if isinstance(value, str):
                         found.extend(_derived(value))
     elif connection.type == "http_api_key":
         api_key = config.get("api_key")

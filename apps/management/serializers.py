@@ -51,7 +51,7 @@ class ConnectionSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=connection_types.TYPE_CHOICES)
     status = serializers.ChoiceField(choices=Connection.Status.choices)
     config = serializers.SerializerMethodField(
-        help_text=f"The stored config; secret fields (and credential-like header, param and data values) read '{MASK}'."
+        help_text=f"The stored config; secret fields (and every http header, param and data value) read '{MASK}'."
     )
     project_id = serializers.UUIDField()
     owner = serializers.SerializerMethodField()
@@ -172,6 +172,11 @@ class RequirementSpecSerializer(StrictInputSerializer):
     connection_type = serializers.CharField(max_length=100)
     provider_id = serializers.UUIDField(required=False, help_text="OAuth2 only: the OAuthProvider.")
     scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, help_text="OAuth2 only.")
+    config = serializers.DictField(
+        required=False,
+        help_text='OAuth2 only, required there: builder-fixed config of the end users\' connections, {"url": '
+                  '"https://api.example.com"}: the origin their tokens may be sent to.',
+    )
 
 
 class RequirementSerializer(serializers.Serializer):

@@ -75,6 +75,10 @@ class RequirementAddForm(forms.ModelForm):
         queryset=OAuthProvider.objects.all(), required=False, help_text="OAuth2 requirements only."
     )
     scopes = forms.CharField(required=False, help_text="OAuth2 requirements only. Comma-separated.")
+    url = forms.URLField(
+        required=False, assume_scheme="https", label="API base URL",
+        help_text="OAuth2 requirements only, required there: the origin the end users' tokens may be sent to.",
+    )
 
     class Meta:
         model = Requirement
@@ -96,8 +100,14 @@ class RequirementAddForm(forms.ModelForm):
             else:
                 spec["provider_id"] = str(provider.id)
                 spec["scopes"] = [s.strip() for s in (cleaned.get("scopes") or "").split(",") if s.strip()]
-        elif provider is not None or cleaned.get("scopes"):
-            self.add_error("provider", "Provider and scopes apply to OAuth2 requirements only.")
+            url = cleaned.get("url") or ""
+            problem = connection_types.url_problem(url) if url else "An OAuth2 requirement needs the API's base URL."
+            if problem:
+                self.add_error("url", problem)
+            else:
+                spec["config"] = {"url": url}
+        elif provider is not None or cleaned.get("scopes") or cleaned.get("url"):
+            self.add_error("provider", "Provider, scopes and URL apply to OAuth2 requirements only.")
         self.spec = spec
         return cleaned
 
@@ -122,7 +132,7 @@ class RequirementAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("workflow", "name", "title", "description", "connection_type", "provider", "scopes")
+            return ("workflow", "name", "title", "description", "connection_type", "provider", "scopes", "url")
         return ("workflow", "name", "type", "spec_pretty", "title", "description", "id", "created_at", "updated_at")
 
     def get_readonly_fields(self, request, obj=None):

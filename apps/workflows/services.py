@@ -30,7 +30,7 @@ def workflow_create(*, project: Project, name: str, description: str = "") -> Wo
 def _validated_spec(*, workflow: Workflow, spec: Any) -> dict:
     if not isinstance(spec, dict):
         raise BadRequest("Invalid requirement.", details={"spec": ["must be an object"]})
-    unknown = sorted(set(spec) - {"connection_type", "provider_id", "scopes"})
+    unknown = sorted(set(spec) - {"connection_type", "provider_id", "scopes", "config"})
     if unknown:
         raise BadRequest("Invalid requirement.", details={"spec": [f"unknown field(s): {', '.join(unknown)}"]})
     try:
@@ -51,10 +51,35 @@ def _validated_spec(*, workflow: Workflow, spec: Any) -> dict:
         scopes = spec.get("scopes", [])
         if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
             raise BadRequest("Invalid requirement.", details={"spec.scopes": ["must be a list of strings"]})
-        result.update(provider_id=str(provider.id), scopes=scopes)
+        result.update(provider_id=str(provider.id), scopes=scopes, config=_fixed_config(spec.get("config")))
     elif "provider_id" in spec or "scopes" in spec:
         raise BadRequest("Invalid requirement.", details={"spec": ["provider_id and scopes apply to oauth2 only"]})
+    elif "config" in spec:
+        raise BadRequest("Invalid requirement.", details={"spec.config": ["builder-fixed fields apply to oauth2 only"]})
     return result
+
+
+def _fixed_config(config: Any) -> dict:
+    """`spec.config` of an oauth2 requirement (SPEC §13 builder-fixed fields): today the `url` only.
+
+    The end user's connection is created by the authorization flow, so the origin its token may be sent
+    to must come from the builder (SPEC §12: every credential-bearing connection fixes its origin).
+    """
+    if not isinstance(config, dict):
+        raise BadRequest("Invalid requirement.", details={"spec.config": ["must be an object with the API's url"]})
+    unknown = sorted(set(config) - {"url"})
+    if unknown:
+        raise BadRequest("Invalid requirement.", details={"spec.config": [f"unknown field(s): {', '.join(unknown)}"]})
+    url = config.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise BadRequest(
+            "Invalid requirement.",
+            details={"spec.config.url": ["this field is required: it fixes the origin the end user's token may be sent to"]},
+        )
+    problem = connection_types.url_problem(url)
+    if problem:
+        raise BadRequest("Invalid requirement.", details={"spec.config.url": [problem]})
+    return {"url": url.strip()}
 
 
 @transaction.atomic

@@ -13,6 +13,8 @@ from apps.accounts.models import Project
 from apps.core.errors import BadRequest
 from apps.engine import connection_types
 
+from .inline_credentials import credential_problem, url_placeholders
+
 NODE_TYPES = ("input", "output", "http", "template", "llm", "sql")
 # Node types that need a connection, and which may have one.
 CONNECTION_REQUIRED = ("llm", "sql")
@@ -68,6 +70,32 @@ def _scan_inline_credentials(config: Any, path: str, errors: _Errors) -> None:
     elif isinstance(config, list):
         for index, item in enumerate(config):
             _scan_inline_credentials(item, f"{path}.{index}", errors)
+    elif isinstance(config, str):
+        # Values too (SPEC §12): `?api_key=...`, `user:pass@`, `Bearer ...`, `sk-...`, random-looking tokens.
+        problem = credential_problem(config)
+        if problem:
+            errors.add(path, f"This value looks like a credential ({problem}); store it in a Connection and reference it.")
+
+
+def _scan_secret_parameters(config: Mapping, path: str, errors: _Errors) -> None:
+    """`{api_key}` in an http node's URL filled from `parameters` (node config or the inputs layer)."""
+    layers = [(config, f"{path}.config")]
+    if isinstance(config.get("inputs"), Mapping):
+        layers.append((config["inputs"], f"{path}.config.inputs"))
+    names: set[str] = set()
+    for layer, _ in layers:
+        if isinstance(layer.get("url"), str):
+            names |= url_placeholders(layer["url"])
+    for name in sorted(n for n in names if connection_types.is_sensitive_key(n)):
+        for layer, where in layers:
+            parameters = layer.get("parameters")
+            sub = f"{where}.parameters.{name}"
+            if isinstance(parameters, Mapping) and name in parameters and sub not in errors:
+                errors.add(
+                    sub,
+                    f"'{name}' fills the URL placeholder {{{name}}} with a credential; store it in a Connection "
+                    "and reference it.",
+                )
 
 
 def _check_graph(nodes: list[dict], errors: _Errors) -> None:
@@ -158,6 +186,8 @@ def validate_definition(*, definition: Any, project: Project, workflow) -> Valid
             errors.add(f"{path}.config", "must be an object")
             config = {}
         _scan_inline_credentials(config, f"{path}.config", errors)
+        if node_type == "http":
+            _scan_secret_parameters(config, path, errors)
         _check_node_shape(node, node_type, config, path, errors)
         ref = node.get("connection")
         if ref is None:

@@ -252,3 +252,56 @@ def test_oauth_provider_is_added_with_a_secret(operator_client, world):
     })
     assert response.status_code == 302, response.content.decode()[:2000]
     assert OAuthProvider.objects.get(name="Other SSO").client_secret == "o-secret"
+
+
+# --- SPEC §12: every http header/param/data value is write-only; credential-bearing connections fix their origin
+
+
+def _http_form(**overrides) -> dict:
+    data = {"cfg_url": "https://api.honeycomb.example", "cfg_method": "GET", "cfg_headers": "{}", "cfg_params": "{}",
+            "cfg_data": "", "cfg_parameters": "", "config_changes-TOTAL_FORMS": "0",
+            "config_changes-INITIAL_FORMS": "0"}
+    data.update(overrides)
+    return data
+
+
+def test_an_ordinary_looking_header_value_is_never_shown_in_the_list_or_the_change_page(operator_client, world):
+    team = "hc-team-key-0a1b2c3d4e5f"
+    url = reverse("admin:connections_connection_add") + "?type=http"
+    response = operator_client.post(url, _http_form(project=str(world.project.pk), name="honeycomb",
+                                                    cfg_headers=json.dumps({"X-Honeycomb-Team": team}),
+                                                    cfg_params=json.dumps({"appid": "owm-appid-9f8e7d6c"})))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    connection = Connection.objects.get(name="honeycomb")
+    assert connection.config["headers"] == {"X-Honeycomb-Team": team}
+    for page in (reverse(CHANGELIST), change_url(connection), reverse(CHANGELIST) + "?q=honeycomb"):
+        body = operator_client.get(page).content.decode()
+        assert team not in body and "owm-appid" not in body
+    body = operator_client.get(change_url(connection)).content.decode()
+    assert "X-Honeycomb-Team" in body and MASK in body
+    # Saving the page as shown keeps the stored values.
+    response = operator_client.post(change_url(connection), _http_form(
+        cfg_headers=json.dumps({"X-Honeycomb-Team": MASK}), cfg_params=json.dumps({"appid": MASK})))
+    assert response.status_code == 302
+    connection.refresh_from_db()
+    assert connection.config["headers"] == {"X-Honeycomb-Team": team}
+    assert connection.config["params"] == {"appid": "owm-appid-9f8e7d6c"}
+
+
+@pytest.mark.parametrize("type_, form", [
+    ("http", _http_form(cfg_url="", cfg_headers=json.dumps({"X-Team": "t-0123456789"}))),
+    ("http", _http_form(cfg_url="https://{tenant}.example.com/", cfg_headers=json.dumps({"X-Team": "t-0123456789"}))),
+    ("http", _http_form(cfg_url="https://user:pw@api.example.com/")),
+    ("http_api_key", api_key_form(cfg_url="https://api.example.com:{port}/", cfg_api_key="k-0123456789")),
+    ("oauth2", {"cfg_url": "", "cfg_scopes": "a", "config_changes-TOTAL_FORMS": "0",
+                "config_changes-INITIAL_FORMS": "0"}),
+])
+def test_the_add_form_refuses_an_unpinned_or_templated_origin(operator_client, world, type_, form):
+    url = reverse("admin:connections_connection_add") + f"?type={type_}"
+    data = {**form, "project": str(world.project.pk), "name": "unpinned"}
+    if type_ == "oauth2":
+        data["provider"] = str(world.provider.pk)
+    response = operator_client.post(url, data)
+    assert response.status_code == 200
+    assert not Connection.objects.filter(name="unpinned").exists()
+    assert "errorlist" in response.content.decode()

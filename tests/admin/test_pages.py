@@ -75,7 +75,7 @@ def test_connection_change_form_masks_mapping_secrets_and_never_renders_secret_i
     response = operator_client.get(reverse("admin:connections_connection_change", args=[connection.pk]))
     body = response.content.decode()
     assert "********" in body  # the Authorization header value
-    assert "application/json" in body  # a plain header is shown as stored
+    assert "application/json" not in body  # every header value is write-only, a plain-looking one too (SPEC §12)
     api_key_conn = world.connections["http_api_key"]
     body = operator_client.get(reverse("admin:connections_connection_change", args=[api_key_conn.pk])).content.decode()
     assert 'type="password"' in body and "A value is stored." in body

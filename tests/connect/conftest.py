@@ -41,7 +41,8 @@ def build_connect_setup(project: Project, *, app_name: str = "Invoice bot", prov
     billing = factories.make_requirement(workflow, name="billing", title="Your billing account")
     crm = requirement_create(
         workflow=workflow, name="crm", title="Your CRM account", description="Read your contacts.",
-        spec={"connection_type": "oauth2", "provider_id": str(provider.id), "scopes": ["read"]},
+        spec={"connection_type": "oauth2", "provider_id": str(provider.id), "scopes": ["read"],
+              "config": {"url": crm_url}},
     )
     version = factories.make_version(workflow, factories.definition(
         factories.http_node("invoices", ref={"requirement": str(billing.id)}, url=f"{billing_url}/invoices",

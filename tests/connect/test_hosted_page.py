@@ -339,3 +339,17 @@ class TestPage:
         assert state.browser_binding and state.return_to == "/connect"
         page = client.get("/connect")
         assert "https://auth.example.com" in page["Content-Security-Policy"]
+
+
+def test_a_submitted_http_header_mapping_is_never_rendered_back():
+    # Every header/param/data value of an http connection is a secret (SPEC §12): after a form error the
+    # user re-types them, as for a password; non-secret fields are shown again.
+    from apps.connect import forms as connect_forms
+
+    data = {"f-url": "not a url", "f-headers": '{"X-Honeycomb-Team": "hc-team-key-0a1b2c3d"}',
+            "f-params": '{"appid": "owm-appid-9f8e7d6c"}', "f-data": '{"team": "blue-team-4711"}'}
+    fields = {f.field.name: f for f in connect_forms.credential_fields("http", id_prefix="r", data=data)}
+    assert fields["url"].value == "not a url"
+    for name in ("headers", "params", "data"):
+        assert fields[name].secret and fields[name].value == ""
+    assert "hc-team-key" not in repr([f.value for f in fields.values()])

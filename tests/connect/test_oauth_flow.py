@@ -228,7 +228,8 @@ def test_an_api_flow_returns_to_the_apps_redirect_url(flow, platform):
 
 def test_project_connection_flow_from_the_admin(flow, platform, provider_base):
     connection = connection_create(project=flow.project, name="shared-crm", type="oauth2",
-                                   config={"provider_id": str(flow.provider.id), "scopes": ["read"]}, actor="test")
+                                   config={"provider_id": str(flow.provider.id), "url": "https://crm.example.com",
+                                           "scopes": ["read"]}, actor="test")
     assert connection.status == Connection.Status.INCOMPLETE
     url = oauth.start_project_authorization(connection=connection, actor="test")
     assert url.startswith(f"{provider_base}/o/authorize/?")

@@ -77,7 +77,8 @@ class TestCreate:
     def test_oauth2_starts_incomplete_until_consent(self, project):
         provider = oauth_provider_create(project=project, name="idp", authorize_url="https://idp.example.com/a",
                                          token_url="https://idp.example.com/t", client_id="c")
-        conn = connection_create(project=project, name="crm", type="oauth2", config={}, provider=provider)
+        conn = connection_create(project=project, name="crm", type="oauth2", config={"url": "https://crm.example.com"},
+                                 provider=provider)
         assert conn.status == Connection.Status.INCOMPLETE
         assert conn.config["provider_id"] == str(provider.id)
 
@@ -168,7 +169,8 @@ class TestUpdateConfig:
     def test_oauth2_tokens_cannot_be_edited(self, project, canaries):
         provider = oauth_provider_create(project=project, name="idp", authorize_url="https://idp.example.com/a",
                                          token_url="https://idp.example.com/t", client_id="c")
-        conn = connection_create(project=project, name="crm", type="oauth2", config={}, provider=provider)
+        conn = connection_create(project=project, name="crm", type="oauth2", config={"url": "https://crm.example.com"},
+                                 provider=provider)
         conn.config = {**conn.config, "access_token": canaries["access_token"]}
         conn.save(update_fields=["config"])
         connection_update_config(connection=conn, config={"url": "https://crm.example.com", "access_token": "forged",
@@ -189,7 +191,8 @@ def test_a_config_that_is_not_an_object_is_refused(project, type_):
 def test_an_oauth2_config_update_that_is_not_an_object_is_refused(project):
     provider = oauth_provider_create(project=project, name="idp", authorize_url="https://idp.example.com/a",
                                      token_url="https://idp.example.com/t", client_id="c")
-    conn = connection_create(project=project, name="crm", type="oauth2", config={}, provider=provider)
+    conn = connection_create(project=project, name="crm", type="oauth2", config={"url": "https://crm.example.com"},
+                             provider=provider)
     with pytest.raises(BadRequest):
         connection_update_config(connection=conn, config="url=https://x")  # type: ignore[arg-type]
 
@@ -263,5 +266,114 @@ def test_key_style_names_are_write_only(project, header, param):
         "params": {param: "secret-value-5678", "format": "json"},
     })
     shown = conn.redacted_config()
-    assert shown["headers"] == {header: MASK, "Accept": "application/json"}
-    assert shown["params"] == {param: MASK, "format": "json"}
+    # Every value is write-only now (SPEC §12), the ordinary-looking ones too.
+    assert shown["headers"] == {header: MASK, "Accept": MASK}
+    assert shown["params"] == {param: MASK, "format": MASK}
+
+
+# --- SPEC §12: every http header/param/data value is secret; credential-bearing connections fix their origin ---
+
+
+def _provider(project):
+    return oauth_provider_create(project=project, name="idp", authorize_url="https://idp.example.com/a",
+                                 token_url="https://idp.example.com/t", client_id="c")
+
+
+def test_every_http_header_param_and_data_value_is_write_only_whatever_its_name(project):
+    conn = connection_create(project=project, name="honeycomb", type="http", config={
+        "url": "https://api.honeycomb.example", "headers": {"X-Honeycomb-Team": "hc-team-key-0a1b2c3d"},
+        "params": {"appid": "owm-appid-9f8e7d6c"}, "data": {"team": "blue-team-4711", "count": 3},
+    })
+    shown = conn.redacted_config()
+    assert shown["headers"] == {"X-Honeycomb-Team": MASK}
+    assert shown["params"] == {"appid": MASK}
+    assert shown["data"] == {"team": MASK, "count": MASK}
+    assert "hc-team-key" not in repr(shown) and "owm-appid" not in repr(shown)
+
+
+def test_masked_values_of_any_name_keep_the_stored_value_and_an_unknown_masked_key_is_refused(project):
+    conn = connection_create(project=project, name="hc", type="http", config={
+        "url": "https://api.honeycomb.example", "headers": {"X-Honeycomb-Team": "hc-team-key-0a1b2c3d"},
+    })
+    connection_update_config(connection=conn, config={
+        "url": "https://api.honeycomb.example/v2", "headers": {"X-Honeycomb-Team": MASK, "X-Dataset": "prod"},
+    })
+    assert Connection.objects.get(pk=conn.pk).config["headers"] == {
+        "X-Honeycomb-Team": "hc-team-key-0a1b2c3d", "X-Dataset": "prod"}
+    # The mask for a key with no stored value would be stored (and sent) literally: refused.
+    with pytest.raises(BadRequest) as exc:
+        connection_update_config(connection=conn, config={
+            "url": "https://api.honeycomb.example", "headers": {"X-Honeycomb-Team": MASK, "X-New": MASK}})
+    assert "X-New" in exc.value.details["config"]["headers"][0]
+    with pytest.raises(BadRequest):
+        connection_create(project=project, name="hc2", type="http", config={
+            "url": "https://api.honeycomb.example", "headers": {"X-Honeycomb-Team": MASK}})
+
+
+def test_the_destination_rule_covers_every_masked_value(project):
+    conn = connection_create(project=project, name="hc", type="http", config={
+        "url": "https://api.honeycomb.example", "params": {"appid": "owm-appid-9f8e7d6c"},
+    })
+    with pytest.raises(BadRequest) as exc:
+        connection_update_config(connection=conn, config={"url": "https://attacker.example", "params": {"appid": MASK}})
+    assert "re-enter params.appid" in exc.value.details["config"]["params"][0]
+    assert Connection.objects.get(pk=conn.pk).config["url"] == "https://api.honeycomb.example"
+
+
+@pytest.mark.parametrize("type_, config", [
+    ("http", {"headers": {"X-Honeycomb-Team": "hc-team-key-0a1b2c3d"}}),
+    ("http", {"params": {"appid": "owm-appid-9f8e7d6c"}}),
+    ("http", {"data": {"team": "blue-team-4711"}}),
+    ("http_api_key", {"api_key": "k-0123456789"}),
+    ("oauth2", {}),
+])
+def test_a_credential_bearing_connection_needs_a_url(project, type_, config):
+    provider = _provider(project) if type_ == "oauth2" else None
+    with pytest.raises(BadRequest) as exc:
+        connection_create(project=project, name="x", type=type_, config=config, provider=provider)
+    assert "url" in exc.value.details["config"]
+    assert not Connection.objects.filter(name="x").exists()
+
+
+def test_an_http_connection_with_nothing_secret_needs_no_url(project):
+    conn = connection_create(project=project, name="plain", type="http", config={"method": "POST", "parameters": ["id"]})
+    assert conn.config.get("url") is None
+
+
+@pytest.mark.parametrize("url", [
+    "https://{host}/v1", "https://api.example.com:{port}/", "https://{sub}.example.com/", "{scheme}://api.example.com/",
+    "https://{{ input.host }}/", "https://api.example.com{x}/",
+])
+@pytest.mark.parametrize("type_", ["http", "http_api_key", "oauth2"])
+def test_a_placeholder_in_a_connection_urls_origin_is_refused_at_save(project, url, type_):
+    config = {"url": url, "http": {"headers": {"X-Key": "k-0123456789"}}, "http_api_key": {"api_key": "k-0123456789"},
+              "oauth2": {}}[type_]
+    config = {"url": url, **config}
+    with pytest.raises(BadRequest) as exc:
+        connection_create(project=project, name="x", type=type_, config=config,
+                          provider=_provider(project) if type_ == "oauth2" else None)
+    assert "url" in exc.value.details["config"]
+
+
+def test_a_placeholder_in_a_connection_urls_path_is_allowed(project):
+    conn = connection_create(project=project, name="acct", type="http", config={
+        "url": "https://api.example.com/accounts/{account_id}?v={version}", "parameters": ["account_id", "version"],
+        "headers": {"X-Key": "k-0123456789"}})
+    assert conn.config["url"] == "https://api.example.com/accounts/{account_id}?v={version}"
+
+
+@pytest.mark.parametrize("url", ["https://user:pass@api.example.com/", "https://token@api.example.com/",
+                                 "https://:pw@api.example.com/"])
+def test_userinfo_in_a_connection_url_is_refused(project, url):
+    for type_, extra in (("http", {}), ("http_api_key", {"api_key": "k-0123456789"})):
+        with pytest.raises(BadRequest) as exc:
+            connection_create(project=project, name="x", type=type_, config={"url": url, **extra})
+        assert "user:password@" in exc.value.details["config"]["url"][0]
+    with pytest.raises(BadRequest):
+        connection_create(project=project, name="x", type="openai", config={"api_key": "sk-x", "base_url": url})
+
+
+def test_an_edit_may_not_put_a_placeholder_into_the_origin(billing):
+    with pytest.raises(BadRequest) as exc:
+        connection_update_config(connection=billing, config={"url": "https://{tenant}.billing.example.com"})
+    assert "url" in exc.value.details["config"]

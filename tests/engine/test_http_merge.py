@@ -28,22 +28,47 @@ def error_type(**kwargs):
 
 
 def test_it_merges_headers_params_and_data_key_by_key():
+    # Every key the connection sets is secret and keeps its value (SPEC §12); the node config and run
+    # input merge key by key on the others.
     req = prep(
-        config={"method": "POST", "headers": {"X-Layer": "config", "X-Config": "1"},
+        config={"method": "POST", "headers": {"X-Layer": "config", "X-Config": "1", "X-Both": "config"},
                 "params": {"page": "2", "c": "config"}, "data": {"b": "config", "c": "config"}},
-        inputs={"headers": {"x-layer": "inputs"}, "params": {"c": "inputs"}, "data": {"c": "inputs", "d": "inputs"}},
+        inputs={"headers": {"x-layer": "inputs", "x-both": "inputs"}, "params": {"c": "inputs"},
+                "data": {"c": "inputs", "d": "inputs"}},
     )
     assert {k.lower(): v for k, v in req.headers.items()} == {
-        "authorization": "Basic c2VjcmV0", "accept": "application/json", "x-layer": "inputs", "x-config": "1",
+        "authorization": "Basic c2VjcmV0", "accept": "application/json", "x-layer": "connection", "x-config": "1",
+        "x-both": "inputs",
     }
-    assert req.params == {"api_token": "tok-secret", "page": "2", "from": "connection", "c": "inputs"}
-    assert req.json == {"password": "pw-secret", "a": "connection", "b": "config", "c": "inputs", "d": "inputs"}
+    assert req.params == {"api_token": "tok-secret", "page": "1", "from": "connection", "c": "inputs"}
+    assert req.json == {"password": "pw-secret", "a": "connection", "b": "connection", "c": "inputs", "d": "inputs"}
 
 
 def test_a_layer_can_drop_a_key_with_null():
-    req = prep(config={"params": {"from": None}, "headers": {"accept": None}})
-    assert "from" not in req.params
-    assert "Accept" not in req.headers
+    req = prep(config={"params": {"extra": "x"}, "headers": {"X-Extra": "x"}},
+               inputs={"params": {"extra": None}, "headers": {"x-extra": None}})
+    assert "extra" not in req.params
+    assert "X-Extra" not in req.headers
+
+
+def test_every_key_an_http_connection_sets_is_protected_whatever_its_name():
+    # `X-Honeycomb-Team`, `appid`, `team` do not look like credentials, yet they are the connection's secrets.
+    honeycomb = conn("hc", "http", url="https://api.honeycomb.example/1/events",
+                     headers={"X-Honeycomb-Team": "hc-team-key-0123"}, params={"appid": "owm-app-id-4567"},
+                     data={"team": "team-secret-89ab"})
+    req = prep(
+        connection=honeycomb,
+        config={"method": "POST", "headers": {"x-honeycomb-team": "from-config"}, "params": {"appid": "cfg"}},
+        inputs={"headers": {"X-HONEYCOMB-TEAM": "attacker"}, "params": {"appid": "attacker"},
+                "data": {"team": "attacker"}},
+    )
+    assert [v for k, v in req.headers.items() if k.lower() == "x-honeycomb-team"] == ["hc-team-key-0123"]
+    assert req.params == {"appid": "owm-app-id-4567"}
+    assert req.json == {"team": "team-secret-89ab"}
+    dropped = prep(connection=honeycomb, inputs={"headers": {"x-honeycomb-team": None}, "params": {"appid": None},
+                                                  "data": {"team": None}}, config={"method": "POST"})
+    assert dropped.headers["X-Honeycomb-Team"] == "hc-team-key-0123"
+    assert dropped.params == {"appid": "owm-app-id-4567"} and dropped.json == {"team": "team-secret-89ab"}
 
 
 def test_url_and_method_most_specific_non_empty_wins():
@@ -82,8 +107,25 @@ def test_node_config_cannot_move_a_connection_url_either():
     assert error_type(config={"url": "https://other.example.org/"}) == "origin_not_allowed"
 
 
+@pytest.mark.parametrize("connection", [
+    conn("u1", "http", headers={"X-Api-Key": "k-secret"}),
+    conn("u2", "http", params={"appid": "a-secret"}),
+    conn("u3", "http", data={"team": "t-secret"}),
+    conn("u4", "http_api_key", api_key="k-123456"),
+    conn("u5", "oauth2", provider_id="p", access_token="at-123456"),
+])
+def test_a_credential_bearing_connection_without_url_fails_instead_of_trusting_the_node(connection):
+    # Rows saved before `url` became required: the node config may not choose where the secrets go,
+    # not even a literal URL written by the builder.
+    assert error_type(connection=connection, config={"url": "https://builder.example.com/x"}) == "origin_not_allowed"
+    assert error_type(connection=connection, config={"url": "https://b.example.com/x"},
+                      inputs={"url": "/y"}) == "origin_not_allowed"
+
+
 def test_with_a_connection_but_no_trusted_url_run_input_cannot_choose_one():
-    bare = conn("c2", "http", headers={"X-Api-Key": "k-secret"})
+    # An http connection that carries nothing secret (method and parameters only) fixes no origin: the
+    # builder's node config URL does, never run input.
+    bare = conn("c2", "http", method="GET", parameters=["account_id"])
     assert error_type(connection=bare, inputs={"url": "https://evil.example.net/"}) == "origin_not_allowed"
     # The node config (written by the builder) may set it...
     req = prep(connection=bare, config={"url": "https://builder.example.com/x"}, inputs={"url": "/y"})

@@ -18,12 +18,13 @@ def api_key_conn(server, **extra):
 
 
 def test_it_sends_the_merged_request_and_returns_status_headers_and_parsed_body(run, echo_server):
+    # Every value the connection sets is secret (SPEC §12): it wins over the node and run input, and it
+    # is masked wherever it shows, here in the echoed request ("1" is too short to mask).
     http = conn("c-http", "http", url=echo_server.base_url + "/base", method="GET",
-                headers={"X-From": "connection", "X-Keep": "connection"}, params={"a": "1", "b": "1"},
-                data={"x": "connection"})
+                headers={"X-Keep": "connection"}, params={"a": "1"}, data={"x": "connection"})
     definition = workflow(
         {"id": "call", "type": "http", "connection": {"id": "c-http"},
-         "config": {"method": "POST", "url": "/things?fixed=1", "headers": {"X-From": "config"},
+         "config": {"method": "POST", "url": "/things?fixed=1", "headers": {"X-From": "config", "X-Keep": "config"},
                     "params": {"b": "{{ input.q }}"}, "data": {"y": "{{ input.n }}"},
                     "inputs": {"headers": {"X-From": "inputs"}, "params": {"c": "{{ input.q | upper }}"},
                                "data": {"z": "{{ input.n * 2 }}"}}}},
@@ -38,8 +39,8 @@ def test_it_sends_the_merged_request_and_returns_status_headers_and_parsed_body(
     assert echo["path"] == "/things"
     assert echo["query"] == {"fixed": "1", "a": "1", "b": "hi", "c": "HI"}
     assert echo["headers"]["x-from"] == "inputs"
-    assert echo["headers"]["x-keep"] == "connection"
-    assert echo["body"] == {"x": "connection", "y": 2, "z": 4}
+    assert echo["headers"]["x-keep"] == "********"  # the connection's value, masked
+    assert echo["body"] == {"x": "********", "y": 2, "z": 4}
     node = result.nodes["call"]
     assert node.output["headers"]["content-type"] == "application/json"
     assert node.connection == {"connection_id": "c-http", "owner": "project", "user_id": None, "requirement_id": None}
@@ -77,6 +78,26 @@ def test_it_masks_an_upstream_echo_of_the_credential_in_outputs_and_events(run, 
     assert echo["query"] == {"b64": MASK, "q": MASK}
     completed = [data for type, data in events if type == "node.completed" and data["node_id"] == "call"]
     assert completed[0]["output"]["body"]["headers"]["authorization"] == MASK
+
+
+def test_every_value_of_an_http_connection_is_masked_in_outputs_and_events_whatever_its_name(run, echo_server):
+    # `X-Honeycomb-Team` and `appid` do not look like credentials, but they are (SPEC §12). "on" is too
+    # short to mask without destroying output (MIN_SECRET_LENGTH): write-only and protected, not masked.
+    team, appid = "hc-team-key-0a1b2c3d", "owm-appid-9f8e7d6c"
+    http = conn("c-hc", "http", url=echo_server.base_url, headers={"X-Honeycomb-Team": team},
+                params={"appid": appid, "debug": "on"})
+    definition = workflow(
+        {"id": "call", "type": "http", "connection": {"id": "c-hc"}, "config": {"url": "/echo"}},
+        output={"all": "{{ nodes.call.output }}", "upper": "{{ nodes.call.output.body.headers | tojson }}"},
+    )
+    result, events = run(definition, resolver=FakeResolver({"c-hc": http}))
+    assert result.status == "completed", result.nodes
+    text = repr(result.to_dict()) + repr(events)
+    for form in (team, appid, base64.b64encode(team.encode()).decode()):
+        assert form not in text
+    echo = result.nodes["call"].output["body"]
+    assert echo["headers"]["x-honeycomb-team"] == MASK
+    assert echo["query"] == {"appid": MASK, "debug": "on"}
 
 
 def test_a_non_2xx_answer_is_an_http_error_unless_raise_for_status_is_false(run, echo_server):

@@ -108,4 +108,8 @@ def test_connection_secrets_include_the_prefixed_key_and_oauth_tokens():
     oauth = conn("c2", "oauth2", provider_id="p", access_token="at-123456", refresh_token="rt-123456")
     assert set(connection_secrets(oauth)) == {"at-123456", "rt-123456"}
     http = conn("c3", "http", headers={"Authorization": "Basic zzzz", "Accept": "json"}, params={"token": "tttt"})
-    assert set(connection_secrets(http)) == {"Basic zzzz", "zzzz", "tttt"}
+    # Every header/param/data value is secret, `Accept: json` included (SPEC §12).
+    assert set(connection_secrets(http)) == {"Basic zzzz", "zzzz", "json", "tttt"}
+    named = conn("c4", "http", headers={"X-Honeycomb-Team": "Token hc-0123"}, params={"appid": "owm-4567"},
+                 data={"nested": {"team": "t-89ab", "n": 12345, "flag": True}})
+    assert set(connection_secrets(named)) == {"Token hc-0123", "hc-0123", "owm-4567", "t-89ab", "12345"}

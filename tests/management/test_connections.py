@@ -203,3 +203,51 @@ def test_authorize_returns_the_provider_url_for_a_shared_oauth2_connection(owner
 def test_authorize_refuses_end_user_connections(owner, world):
     response = owner.post(f"/v1/connections/{world.link.connection_id}/oauth2/authorize")
     assert response.status_code == 400
+
+
+# --- SPEC §12: every http header/param/data value is write-only; credential-bearing connections fix their origin
+
+
+def test_every_http_value_reads_masked_in_create_get_and_list(owner):
+    team = "hc-team-key-0a1b2c3d4e5f"
+    response = owner.post("/v1/connections", {"name": "honeycomb", "type": "http", "config": {
+        "url": "https://api.honeycomb.example", "headers": {"X-Honeycomb-Team": team},
+        "params": {"appid": "owm-appid-9f8e7d6c"}, "data": {"team": "blue-team-4711"}}}, format="json")
+    assert response.status_code == 201, response.content
+    data = response.json()["data"]
+    assert data["config"]["headers"] == {"X-Honeycomb-Team": MASK}
+    assert data["config"]["params"] == {"appid": MASK} and data["config"]["data"] == {"team": MASK}
+    for answer in (owner.get(f"/v1/connections/{data['id']}"), owner.get("/v1/connections", {"page_size": 100})):
+        assert answer.status_code == 200
+        assert team.encode() not in answer.content and b"owm-appid" not in answer.content
+    # PATCH with the masks back keeps every value.
+    response = owner.patch(f"/v1/connections/{data['id']}", {"config": {
+        "url": "https://api.honeycomb.example/1", "headers": {"X-Honeycomb-Team": MASK},
+        "params": {"appid": MASK}, "data": {"team": MASK}}}, format="json")
+    assert response.status_code == 200, response.content
+    stored = Connection.objects.get(id=data["id"]).config
+    assert stored["headers"] == {"X-Honeycomb-Team": team} and stored["params"] == {"appid": "owm-appid-9f8e7d6c"}
+
+
+@pytest.mark.parametrize("type_, config", [
+    ("http", {"headers": {"X-Honeycomb-Team": "hc-team-key-0a1b2c3d"}}),
+    ("http_api_key", {"api_key": "k-0123456789"}),
+    ("oauth2", {}),
+])
+def test_a_credential_bearing_connection_without_url_is_400(owner, world, type_, config):
+    if type_ == "oauth2":
+        config = {**config, "provider_id": str(world.provider.id)}
+    response = owner.post("/v1/connections", {"name": "unpinned", "type": type_, "config": config}, format="json")
+    assert response.status_code == 400, response.content
+    assert "url" in response.json()["error"]["details"]["config"]
+
+
+@pytest.mark.parametrize("url", ["https://{tenant}.pay.example.com/", "https://pay.example.com:{port}/",
+                                 "https://{{ input.host }}/", "https://user:pw@pay.example.com/"])
+def test_a_placeholder_or_userinfo_in_the_url_origin_is_400_on_create_and_patch(owner, world, url):
+    response = owner.post("/v1/connections", _body(config={"url": url, "api_key": "k-0123456789"}), format="json")
+    assert response.status_code == 400
+    assert "url" in response.json()["error"]["details"]["config"]
+    response = owner.patch(f"/v1/connections/{world.api_connection.id}", {"config": {"url": url}}, format="json")
+    assert response.status_code == 400
+    assert Connection.objects.get(id=world.api_connection.id).config["url"] != url

@@ -21,10 +21,12 @@ def test_it_creates_and_reads_workflows(owner, project):
 def test_requirements_create_get_patch(owner, world):
     base = f"/v1/workflows/{world.workflow.id}/requirements"
     response = owner.post(base, {"name": "crm", "title": "Your CRM", "spec": {"connection_type": "oauth2",
-                                 "provider_id": str(world.provider.id), "scopes": ["read"]}}, format="json")
+                                 "provider_id": str(world.provider.id), "scopes": ["read"],
+                                 "config": {"url": "https://crm.example.com"}}}, format="json")
     assert response.status_code == 201, response.content
     data = response.json()["data"]
-    assert data["spec"] == {"connection_type": "oauth2", "provider_id": str(world.provider.id), "scopes": ["read"]}
+    assert data["spec"] == {"connection_type": "oauth2", "provider_id": str(world.provider.id), "scopes": ["read"],
+                            "config": {"url": "https://crm.example.com"}}
     assert data["workflow_id"] == str(world.workflow.id) and data["type"] == "connection"
     response = owner.patch(f"{base}/{data['id']}", {"title": "CRM account", "description": "Sign in"}, format="json")
     assert response.status_code == 200
@@ -42,6 +44,32 @@ def test_requirements_validate(owner, world):
     assert owner.post(base, {"name": "x", "title": "x", "spec": {"connection_type": "fax"}}, format="json").status_code == 400
     assert owner.post(base, {"name": "billing", "title": "x", "spec": {"connection_type": "http"}},
                       format="json").status_code == 409
+
+
+@pytest.mark.parametrize("config, field", [
+    (None, "spec.config"),  # no builder-fixed url: the users' tokens could go anywhere
+    ({}, "spec.config.url"),
+    ({"url": "https://{tenant}.crm.example.com"}, "spec.config.url"),
+    ({"url": "https://user:pw@crm.example.com"}, "spec.config.url"),
+    ({"url": "ftp://crm.example.com"}, "spec.config.url"),
+    ({"url": "https://crm.example.com", "api_key": "x"}, "spec.config"),
+])
+def test_an_oauth2_requirement_fixes_a_literal_url(owner, world, config, field):
+    base = f"/v1/workflows/{world.workflow.id}/requirements"
+    spec = {"connection_type": "oauth2", "provider_id": str(world.provider.id)}
+    if config is not None:
+        spec["config"] = config
+    response = owner.post(base, {"name": "crm", "title": "Your CRM", "spec": spec}, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["details"]
+
+
+def test_builder_fixed_config_is_refused_for_other_types_for_now(owner, world):
+    base = f"/v1/workflows/{world.workflow.id}/requirements"
+    response = owner.post(base, {"name": "x", "title": "x", "spec": {"connection_type": "http_api_key",
+                                                                      "config": {"url": "https://a.example.com"}}},
+                          format="json")
+    assert response.status_code == 400
 
 
 def test_versions_are_numbered_and_immutable(owner, world):

@@ -403,3 +403,170 @@ def test_all_errors_are_reported_at_once(workflow, refs):
         "definition.extra", "nodes.1.config.headers.Authorization", "nodes.1.connection.id", "nodes.1.depends_on",
         "nodes.2.id", "nodes.2.type",
     }
+
+
+# --- no inline credentials in values either (SPEC §12) ---------------------------------------------------
+# Synthetic credential shapes (never real keys), assembled so no scanner mistakes this file for a leak.
+RANDOM_24 = "Xq7" + "Lm2Rt9Vb4Nc8Kd1Zs6Wp3Y"  # 25 chars, mixed case + digits
+SK_KEY = "sk-" + "proj-4fQ8mZ2xR7tB1nK9wL3vP6sD"
+GHP = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z"
+SLACK = "xoxb-" + "1234567890-abcdefghijklmn"
+JWT = "eyJ" + "hbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig"
+STRIPE = "sk_" + "live_51HxYzAbCdEf0123"
+AWS = "AKIA" + "IOSFODNN7EXAMPLE"
+GOOGLE = "AIza" + "SyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q"
+
+
+def _call(**config) -> dict:
+    return factories.definition({"id": "call", "type": "http", "depends_on": ["input"],
+                                 "config": {"method": "GET", **config}})
+
+
+@pytest.mark.parametrize("url", [
+    "https://user:pass@billing.example.com/invoices",
+    "https://" + RANDOM_24 + "@billing.example.com/",
+    "https://user:{{ input.password }}@billing.example.com/",  # the user name is still inline
+])
+def test_url_userinfo_is_refused(workflow, url):
+    errors = errors_for(workflow, _call(url=url))
+    assert list(errors) == ["nodes.1.config.url"]
+    assert "user:password@" in errors["nodes.1.config.url"][0]
+    assert "pass@" not in str(errors) and RANDOM_24 not in str(errors)
+
+
+@pytest.mark.parametrize("name", ["api_key", "apikey", "apiKey", "key", "token", "access_token", "sig", "signature",
+                                  "password", "secret", "client_secret", "auth", "subscription-key"])
+def test_sensitive_query_names_in_a_url_are_refused(workflow, name):
+    errors = errors_for(workflow, _call(url=f"{URL}?page=2&{name}=literal-value-1"))
+    assert errors == {"nodes.1.config.url": [
+        f"This value looks like a credential (the URL query parameter '{name}' carries credentials); "
+        "store it in a Connection and reference it."]}
+
+
+def test_a_sensitive_query_name_in_the_inputs_layer_url_is_refused(workflow):
+    errors = errors_for(workflow, _call(url=URL, inputs={"url": "?access_token=abc123def"}))
+    assert list(errors) == ["nodes.1.config.inputs.url"]
+
+
+@pytest.mark.parametrize("where", ["config", "inputs"])
+@pytest.mark.parametrize("name", ["key", "sig", "api_key", "access_key"])
+def test_url_placeholders_filled_from_secret_named_parameters_are_refused(workflow, where, name):
+    config = {"url": f"https://maps.example.com/v1/geocode?q={{q}}&{name}={{{name}}}"}
+    parameters = {"q": "{{ input.question }}", name: "literal-value-1"}
+    if where == "config":
+        config["parameters"] = parameters
+    else:
+        config["inputs"] = {"parameters": parameters}
+    errors = errors_for(workflow, _call(**config))
+    prefix = "nodes.1.config" if where == "config" else "nodes.1.config.inputs"
+    assert f"{prefix}.parameters.{name}" in errors
+    assert "literal-value-1" not in str(errors)
+
+
+def test_a_secret_named_placeholder_in_the_path_is_refused_too(workflow):
+    errors = errors_for(workflow, _call(url="https://hooks.example.com/{token}/send", parameters={"token": "t"}))
+    assert list(errors) == ["nodes.1.config.parameters.token"]
+
+
+@pytest.mark.parametrize("value, rule", [
+    ("Bearer abcd1234efgh", "literal 'Bearer ...'"),
+    ("basic dXNlcjpwYXNzd29yZA==", "literal 'basic ...'"),
+    ("Token 9f8e7d6c5b4a", "literal 'Token ...'"),
+    (SK_KEY, "sk-..."),
+    (f"Bearer {SK_KEY}", "literal 'Bearer ...'"),
+    (GHP, "GitHub token"),
+    (SLACK, "Slack token"),
+    (JWT, "JWT"),
+    (STRIPE, "Stripe key"),
+    (AWS, "AWS access key ID"),
+    (GOOGLE, "Google API key"),
+    (RANDOM_24, "random-looking token"),
+])
+@pytest.mark.parametrize("location", ["headers", "params", "data"])
+def test_credential_looking_values_in_request_mappings_are_refused(workflow, value, rule, location):
+    # Under an innocent-looking name: the name rule cannot see these, the value rule does.
+    errors = errors_for(workflow, _call(url=URL, **{location: {"X-Team": value}}))
+    assert list(errors) == [f"nodes.1.config.{location}.X-Team"]
+    assert rule in errors[f"nodes.1.config.{location}.X-Team"][0]
+    assert value not in str(errors)
+
+
+def test_credential_looking_values_in_the_inputs_layer_and_nested_data_are_refused(workflow):
+    definition = _call(url=URL, method="POST", inputs={"headers": {"X-Team": SK_KEY}},
+                       data={"account": {"keys": ["public", GHP]}})
+    assert set(errors_for(workflow, definition)) == {
+        "nodes.1.config.inputs.headers.X-Team", "nodes.1.config.data.account.keys.1",
+    }
+
+
+def test_credential_looking_query_values_are_refused(workflow):
+    errors = errors_for(workflow, _call(url=f"{URL}?team={RANDOM_24}"))
+    assert "the URL query parameter 'team' looks like a credential" in errors["nodes.1.config.url"][0]
+
+
+def test_llm_template_and_sql_configs_are_scanned_too(workflow, refs):
+    definition = valid_definition(refs)
+    node(definition, "ask")["config"]["prompt"] = f"Use the key {SK_KEY} to summarize {{{{ nodes.mine.output }}}}"
+    node(definition, "report")["config"]["query"] = f"select * from t where token = '{GHP}'"
+    node(definition, "fmt")["config"]["template"] = {"auth": f"Bearer {RANDOM_24}"}
+    assert set(errors_for(workflow, definition)) == {
+        f"nodes.{index_of(definition, 'ask')}.config.prompt",
+        f"nodes.{index_of(definition, 'report')}.config.query",
+        f"nodes.{index_of(definition, 'fmt')}.config.template.auth",
+    }
+
+
+# False-positive guards: templates, ordinary words, identifiers and URLs pass.
+ORDINARY_VALUES = [
+    "{{ input.question }}", "Bearer {{ input.token }}", "{{ nodes.a.output.body.next_page_token }}",
+    "application/vnd.github.v3+json", "application/json; charset=utf-8", "Token expired",
+    "Basic information about the account", "MyApp/1.0.3-beta+build.20241201",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36",
+    "ThisIsAVeryLongCamelCaseIdentifier1", "invoice_2024_01_summary_report_final",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1", "sentence-transformers/all-MiniLM-L6-v2",
+    "projects/my-project-123/locations/us-central1/models/gemini-1.5-pro", "claude-3-5-sonnet-20241022",
+    "anthropic.claude-3-haiku-20240307-v1:0", "arn:aws:iam::123456789012:role/MyRole2024",
+    "123e4567-e89b-12d3-a456-426614174000", "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881",
+    "2024-01-01T00:00:00.000Z", "sk-learn-preprocessing", "customer-account-number-1234567",
+    "https://api.example.com/v2/accounts/12345/invoices?status=open&page=2&sort_by=created",
+    "https://billing.example.com/invoices?page_size={{ input.n }}&api_key={{ input.api_key }}",
+    "https://{{ input.user }}@billing.example.com/", "mailto:ada@example.com", "Ada Lovelace <ada@example.com>",
+]
+
+
+@pytest.mark.parametrize("value", ORDINARY_VALUES)
+def test_ordinary_values_pass(workflow, value):
+    definition = _call(url=URL, headers={"X-Note": value}, params={"q": value}, parameters={"name": value})
+    version = workflow_version_create(workflow=workflow, definition=definition, actor="test")
+    assert version.number == 1
+
+
+def test_ordinary_urls_and_prompts_pass(workflow, refs):
+    definition = valid_definition(refs)
+    node(definition, "shared")["config"]["url"] = "https://billing.example.com/accounts/{account}/invoices?limit=50"
+    node(definition, "shared")["config"]["parameters"] = {"account": "{{ input.question }}"}
+    node(definition, "ask")["config"]["prompt"] = (
+        "You are a billing assistant. Summarize the invoices below in plain English; mention the token usage "
+        "only if asked. Basic rules: be brief.\n{{ nodes.mine.output.body | tojson }}"
+    )
+    node(definition, "report")["config"]["query"] = (
+        "select id, total from invoices where created_at > '2024-01-01' and status = 'open' order by id limit 10"
+    )
+    workflow_version_create(workflow=workflow, definition=definition, actor="test")
+
+
+def test_the_random_token_rule_catches_generated_keys_and_spares_identifiers():
+    # Figures documented in docs/decisions.md; a fixed seed keeps this deterministic.
+    import random
+    import string
+
+    from apps.workflows.inline_credentials import looks_random
+
+    rng = random.Random(20261201)
+    alphabet = string.ascii_letters + string.digits + "-_"
+    tokens = ["".join(rng.choice(alphabet) for _ in range(32)) for _ in range(500)]
+    caught = sum(looks_random(t) for t in tokens)
+    assert caught >= 475  # >= 95% of 32-character base64url keys
+    for identifier in ("ThisIsAVeryLongCamelCaseIdentifier1", "Mixtral-8x7B-Instruct-v0",
+                       "invoice_2024_01_summary_report_final", "2d711642b726b04401627ca9fbac32f5c8530fb1"):
+        assert not looks_random(identifier)
