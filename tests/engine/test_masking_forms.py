@@ -5,7 +5,6 @@ import base64
 import html
 import json
 import random
-import time
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -109,17 +108,15 @@ def test_a_secret_inside_a_bigger_base64_blob_is_masked(prefix, encode):
         assert len(masked) - len(MASK) <= around, (prefix, suffix, masked)
 
 
-def test_masking_stays_fast():
+def test_masking_a_large_text_changes_only_the_secrets():
+    # Its speed (< 1 ms per 10 KB round) is measured by bench/micro.py: timing fails under load in a test.
     secrets = ["sk-test-1234567890abcdef", TOKEN, "Basic dXNlcjpwYXNzd29yZA==", "p@ss w0rd!", "ghp_" + "x" * 36]
     masker = Masker(secrets)
     rng = random.Random(7)
     text = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ0123456789/%+=\"\\&", k=10_240))
-    masker.mask_text(text)
-    rounds = 200
-    started = time.perf_counter()
-    for _ in range(rounds):
-        masker.mask_text(text)
-    assert (time.perf_counter() - started) / rounds < 0.001
+    assert masker.mask_text(text) == text
+    planted = text[:5000] + secrets[0] + text[5000:]
+    assert masker.mask_text(planted) == text[:5000] + MASK + text[5000:]
 
 
 # --- chunked text ----------------------------------------------------------------------------------------------

@@ -100,7 +100,8 @@ def test_an_idle_stream_sends_heartbeats_then_follows_the_run_to_its_end(live_ur
             elif line.startswith("event: "):
                 frames.append((time.monotonic() - started, line[7:]))
     assert [name for _, name in frames] == ["heartbeat", "heartbeat", "run.canceled"]
-    assert 0.25 <= frames[0][0] < 2.0
+    # Not before its interval (a lower bound holds under any load; an upper bound on wall-clock time does not).
+    assert frames[0][0] >= 0.25
 
 
 def test_stream_mode_answers_the_run_events_as_they_happen(live_url, actors, thread_executor):
