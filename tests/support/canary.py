@@ -106,7 +106,7 @@ class Hit:
 class Scanner:
     """Tracks secrets and finds any of their forms in a text.
 
-    Index: the first WINDOW characters (lower-cased) of every form -> [(form text, secret, form name)].
+    Index: one WINDOW-character window (lower-cased) of every form -> [(form text, secret, form name)].
     A scan lower-cases the text, collects its WINDOW-character windows in one set, intersects it with the
     index keys (C speed), then confirms candidates with `in`. No regex to recompile as secrets arrive.
     """
@@ -132,7 +132,11 @@ class Scanner:
                 if len(key) < WINDOW or key in seen:
                     continue
                 seen.add(key)
-                self.index.setdefault(key[:WINDOW], []).append((key, value, name))
+                # Index the form under its rarest window: secrets sharing a prefix ("canary-…") must not all
+                # become candidates whenever a text contains that prefix.
+                windows = [key[i:i + WINDOW] for i in range(len(key) - WINDOW, -1, -1)]
+                window = min(windows, key=lambda w: len(self.index.get(w, ())))
+                self.index.setdefault(window, []).append((key, value, name))
 
     def find(self, text: str | bytes | None) -> list[tuple[str, str]]:
         """[(origin, form name, preview)] of every tracked secret present in `text`."""
