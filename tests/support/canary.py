@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import ahocorasick
 import pytest
 
 MIN_LENGTH = 8
 MIN_DISTINCT = 4  # fewer distinct characters than this is a filler, not a secret
-WINDOW = MIN_LENGTH  # every matched form is at least this long: the index key is its first WINDOW chars
 
 # Loggers of the test-only OAuth provider (exempt, see module docstring).
 EXEMPT_LOGGERS = ("oauth2_provider", "oauthlib")
@@ -104,19 +104,21 @@ class Hit:
 
 @dataclass
 class Scanner:
-    """Tracks secrets and finds any of their forms in a text.
+    """Tracks secrets and finds any of their forms in a text, in one pass.
 
-    Index: one WINDOW-character window (lower-cased) of every form -> [(form text, secret, form name)].
-    A scan lower-cases the text, collects its WINDOW-character windows in one set, intersects it with the
-    index keys (C speed), then confirms candidates with `in`. No regex to recompile as secrets arrive.
+    All forms (lower-cased: matching is case-insensitive, which also covers the upper/lower forms) go into
+    one Aho-Corasick automaton (pyahocorasick, C speed), rebuilt lazily when secrets were added since the
+    last scan; a rebuild makes a new automaton, so a scan running in another thread keeps its own.
     """
 
     secrets: dict[str, str] = field(default_factory=dict)  # value -> origin
-    index: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    patterns: dict[str, tuple[str, str]] = field(default_factory=dict)  # lower-cased form -> (value, form name)
     forms_total: int = 0
     counts: dict[str, int] = field(default_factory=lambda: {"responses": 0, "chunks": 0, "log records": 0,
-                                                          "rows": 0, "worker logs": 0, "texts": 0})
+                                                          "rows": 0, "worker logs": 0, "texts": 0, "bytes": 0})
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _automaton: Any = None
+    _dirty: bool = False
 
     def add(self, value: Any, origin: str) -> None:
         if not isinstance(value, str) or len(value) < MIN_LENGTH or value in self.secrets:
@@ -125,35 +127,33 @@ class Scanner:
             return  # "00000000…" (fuzzers) matches unrelated data: not a secret worth scanning for
         with self.lock:
             self.secrets[value] = origin
-            seen = set()
             for name, form in forms_of(value).items():
                 self.forms_total += 1
                 key = form.lower()
-                if len(key) < WINDOW or key in seen:
-                    continue
-                seen.add(key)
-                # Index the form under its rarest window: secrets sharing a prefix ("canary-…") must not all
-                # become candidates whenever a text contains that prefix.
-                windows = [key[i:i + WINDOW] for i in range(len(key) - WINDOW, -1, -1)]
-                window = min(windows, key=lambda w: len(self.index.get(w, ())))
-                self.index.setdefault(window, []).append((key, value, name))
+                if len(key) >= MIN_LENGTH:
+                    self.patterns.setdefault(key, (value, name))
+            self._dirty = True
 
-    def find(self, text: str | bytes | None) -> list[tuple[str, str]]:
-        """[(origin, form name, preview)] of every tracked secret present in `text`."""
-        if not text or not self.index:
+    def _current(self):
+        if self._dirty or self._automaton is None:
+            with self.lock:
+                automaton = ahocorasick.Automaton()
+                for key, payload in self.patterns.items():
+                    automaton.add_word(key, payload)
+                automaton.make_automaton()
+                self._automaton, self._dirty = automaton, False
+        return self._automaton
+
+    def find(self, text: str | bytes | None) -> list[tuple[str, str, str]]:
+        """[(origin, form name, preview)] of every tracked secret present in `text`: one hit per secret."""
+        if not text or not self.patterns:
             return []
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")
-        lowered = text.lower()
-        n = len(lowered) - WINDOW + 1
-        if n <= 0:
-            return []
-        windows = {lowered[i:i + WINDOW] for i in range(n)}
-        found: dict[str, str] = {}  # one hit per secret: its first matching form
-        for key in windows.intersection(self.index):
-            for form, value, name in self.index[key]:
-                if value not in found and form in lowered:
-                    found[value] = name
+        self.counts["bytes"] += len(text)
+        found: dict[str, str] = {}
+        for _end, (value, name) in self._current().iter(text.lower()):
+            found.setdefault(value, name)
         return [(self.secrets[value], name, _preview(value)) for value, name in found.items()]
 
 
@@ -389,7 +389,11 @@ HANDLER = CanaryLogHandler()
 
 def _attach_log_handler() -> None:
     # The root logger sees every propagating record; loggers that do not propagate get the handler too.
+    # Root at DEBUG emulates an operator's LOG_LEVEL=DEBUG: the scan sees the most verbose logging a
+    # deployment can produce. Loggers the product pins on purpose (httpx/httpcore at WARNING, see
+    # config/settings.py LOGGING) keep their level: that pin is the product's protection, under test too.
     root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
     if HANDLER not in root.handlers:
         root.addHandler(HANDLER)
     for logger in list(logging.Logger.manager.loggerDict.values()):
@@ -537,7 +541,7 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"canary scan: {len(SCANNER.secrets)} secrets tracked, {per:.0f} forms each ({SCANNER.forms_total} forms), "
         f"{c['responses']} responses ({c['chunks']} streamed chunks), {c['log records']} log records, "
-        f"{c['rows']} stored rows, {c['worker logs']} worker logs scanned; "
+        f"{c['rows']} stored rows, {c['worker logs']} worker logs scanned ({c['bytes'] / 1e6:.1f} MB); "
         f"{len(_State.session_hits)} leak(s) outside a passing test"
     )
     if _State.session_hits:
