@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.support import canary
 from tests.support.http_stub import RecordedRequest, StubResponse
 
 
@@ -31,6 +32,9 @@ class VerifyingReceiver:
         self.failures: list[str] = []
 
     def __call__(self, request: RecordedRequest) -> StubResponse:
+        # The body is the platform's output to a third party: the canary scan checks it (not the headers:
+        # `Authorization` carries the caller's own callback token to its own receiver, by design).
+        canary.scan_text(request.body, f"callback body received at {request.path}")
         try:
             self.verified.append(verify(self.secret, request))
         except WebhookVerificationError as exc:
