@@ -7,11 +7,18 @@ Each executor runs in a fresh child process with its own database (SQLite in /de
 the benchmark App (input -> one HTTP node with a stored credential -> output) against the reference
 upstream from ../shared/bench. Requests go through Django's handler in process (no HTTP server in
 front), one at a time. `thread`: the web process's pool of --workers threads. `celery`: a real
-`celery -A config worker --concurrency=<workers>` on the local Redis (database 14, flushed).
+`celery -A config worker --concurrency=<workers>` on the local Redis.
+
+It owns all its state and touches nothing else on the machine: a Celery queue and Redis key prefix of its
+own (CELERY_QUEUE / CELERY_KEY_PREFIX, deleted key by key at the end, never FLUSHDB), and a throwaway
+database per executor: a temporary SQLite file, or with --database-url a PostgreSQL database it creates
+on that server (`bench_rcp_<pid>_<executor>`) and drops afterwards (the given database itself is not used).
 """
 
 import json
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +27,11 @@ import time
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("SHARED_BENCH", os.path.join(HERE, "..", "shared", "bench"))
 UPSTREAM_PORT = 18192
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# This run's own queue and key prefix (inherited by the child processes and the Celery worker).
+RUN_ID = os.environ.setdefault("BENCH_RUN_ID", f"{os.getpid()}-{secrets.token_hex(4)}")
+KEY_PREFIX = f"rcp-bench-{RUN_ID}:"
+QUEUE = f"rcp-bench-{RUN_ID}"
 
 
 def _arg(name: str, default: str) -> str:
@@ -35,7 +46,7 @@ def child(executor: str, n: int, workers: int, database_url: str) -> dict:
         FERNET_KEYS="ZGV2LWZlcm5ldC1rZXktbmV2ZXItdXNlLWluLXByb2c=",
         CREDENTIALS_API_TOKEN="bench-credentials-token-0123456789abcdef",
         DATABASE_URL=database_url, RUNS_EXECUTOR=executor, RUNS_THREAD_WORKERS=str(workers),
-        CELERY_BROKER_URL=REDIS_URL,
+        CELERY_BROKER_URL=REDIS_URL, CELERY_KEY_PREFIX=KEY_PREFIX, CELERY_QUEUE=QUEUE,
     )
     sys.path.insert(0, HERE)
     import django
@@ -46,18 +57,13 @@ def child(executor: str, n: int, workers: int, database_url: str) -> dict:
 
     from apps.runs.models import Run
 
-    call_command("migrate", verbosity=0)
-    if not database_url.startswith("sqlite"):
-        call_command("flush", interactive=False, verbosity=0)  # each executor starts from empty tables
+    call_command("migrate", verbosity=0)  # a database of its own, created empty by main()
     app_id, key = subprocess.check_output(
         [sys.executable, os.path.join(HERE, "bench", "seed_bench.py"), f"http://127.0.0.1:{UPSTREAM_PORT}/", "k-1"],
         env=os.environ,
     ).decode().split()
     worker = None
     if executor == "celery":
-        import redis
-
-        redis.Redis.from_url(REDIS_URL).flushdb()
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", f"--concurrency={workers}", "--loglevel=WARNING",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
@@ -86,6 +92,38 @@ def child(executor: str, n: int, workers: int, database_url: str) -> dict:
             "accept_ms": accepted / n * 1000, "statuses": statuses}
 
 
+def _delete_own_keys() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+def _admin_connection(server_url: str):
+    import psycopg
+
+    conninfo = server_url.replace("postgres://", "postgresql://", 1)
+    return psycopg.connect(conninfo, autocommit=True)
+
+
+def _create_database(server_url: str, executor: str) -> tuple[str, object]:
+    """A fresh PostgreSQL database on the server of `server_url`, and the function that drops it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"bench_rcp_{os.getpid()}_{executor}"
+    with _admin_connection(server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(server_url)
+
+    def drop() -> None:
+        with _admin_connection(server_url) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(parts._replace(path=f"/{name}")), drop
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 300
     workers = int(_arg("--workers", "4"))
@@ -96,11 +134,19 @@ def main() -> None:
         time.sleep(0.3)
         for executor in ("thread", "celery"):
             work = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)  # noqa: S108
-            url = database_url or f"sqlite:///{work}/bench-{executor}.sqlite3"
-            out = subprocess.check_output([sys.executable, __file__, "--child", executor, str(n), str(workers), url])
+            if database_url:
+                url, drop = _create_database(database_url, executor)
+            else:
+                url, drop = f"sqlite:///{work}/bench-{executor}.sqlite3", lambda: None
+            try:
+                out = subprocess.check_output([sys.executable, __file__, "--child", executor, str(n), str(workers), url])
+            finally:
+                drop()
+                shutil.rmtree(work, ignore_errors=True)
             rows.append(json.loads(out.decode().strip().splitlines()[-1]))
     finally:
         upstream.terminate()
+        _delete_own_keys()
     backend = "postgresql" if database_url.startswith("postgres") else "sqlite"
     print(f"background dispatch, {n} runs, {workers} workers, {backend}")
     print(f"{'executor':<10}{'accepted/s':>12}{'ms/accept':>11}{'completed/s':>13}  statuses")

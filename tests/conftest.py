@@ -7,6 +7,10 @@ import pytest
 from tests import factories
 from tests.support.http_stub import HttpStub
 
+# The session-wide canary scan (tests/support/canary.py): every response, log record and stored row the
+# session produces is checked for every secret it stored.
+pytest_plugins = ["tests.support.canary"]
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 

@@ -1,10 +1,11 @@
 """The executor: resolution, input validation, DAG scheduling, options, cancel, events."""
 
-import time
+import threading
 
 from apps.engine import RunContext, RunOptions, execute
 from apps.engine.connection_types import MASK
 from apps.engine.nodes import RUNNERS
+from tests.support.http_stub import HttpStub, StubResponse
 
 from .conftest import FakeResolver, conn, workflow
 
@@ -136,17 +137,27 @@ def test_last_node_output_returns_the_last_finished_dependency_of_the_output_nod
     assert plain.output == {"ignored": "yes"}
 
 
-def test_independent_branches_run_concurrently(run, echo_server):
-    definition = workflow(
-        {"id": "a", "type": "http", "config": {"url": echo_server.base_url + "/slow/a"}},
-        {"id": "b", "type": "http", "config": {"url": echo_server.base_url + "/slow/b"}},
-        output={"a": "{{ nodes.a.output.body.path }}", "b": "{{ nodes.b.output.body.path }}"},
-    )
-    started = time.monotonic()
-    result, _ = run(definition)
-    elapsed = time.monotonic() - started
-    assert result.output == {"a": "/slow/a", "b": "/slow/b"}
-    assert elapsed < 0.55, elapsed
+def test_independent_branches_run_concurrently(run):
+    """Both requests must be in flight at once: each waits at a two-party barrier before answering, so run
+    one after the other the first would break the barrier (its timeout is a failure bound, not a measurement;
+    the wall-clock figure lives in bench/micro.py)."""
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet(request):
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return StubResponse(500, {"error": "ran alone"})
+        return StubResponse(200, {"path": request.path})
+
+    with HttpStub(meet) as stub:
+        definition = workflow(
+            {"id": "a", "type": "http", "config": {"url": stub.url + "/a"}},
+            {"id": "b", "type": "http", "config": {"url": stub.url + "/b"}},
+            output={"a": "{{ nodes.a.output.body.path }}", "b": "{{ nodes.b.output.body.path }}"},
+        )
+        result, _ = run(definition)
+    assert result.output == {"a": "/a", "b": "/b"}, result
 
 
 def test_cancel_between_nodes_skips_the_rest(run):
@@ -222,7 +233,7 @@ def test_events_are_masked_and_ordered_per_node(run, echo_server):
     assert MASK in repr(events)
 
 
-def test_the_engine_overhead_of_a_one_http_node_run_is_well_under_a_millisecond():
+def test_a_one_http_node_run_completes_on_a_mock_transport():
     """Everything except the network: a mock transport answers instantly."""
     import httpx
 
@@ -242,15 +253,7 @@ def test_the_engine_overhead_of_a_one_http_node_run_is_well_under_a_millisecond(
         return execute(definition=definition, run_input={"q": "x"}, resolver=resolver, context=RunContext(),
                        options=RunOptions(), http_client=client, on_event=lambda t, d: None)
 
-    assert once().status == "completed"
-    baseline = min(_timed(lambda: client.get("https://api.example.com/items?q=x"), 200) for _ in range(3))
-    engine = min(_timed(once, 200) for _ in range(3))
-    print(f"engine {engine:.3f} ms, bare httpx {baseline:.3f} ms")
-    assert engine - baseline < 1.0, (engine, baseline)
-
-
-def _timed(fn, n):
-    started = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - started) * 1000 / n
+    # The overhead itself (< 1 ms over bare httpx) is measured by bench/micro.py, not asserted under load.
+    result = once()
+    assert result.status == "completed"
+    assert result.output == {"body": {"ok": True}}

@@ -108,6 +108,17 @@ def test_a_secret_inside_a_bigger_base64_blob_is_masked(prefix, encode):
         assert len(masked) - len(MASK) <= around, (prefix, suffix, masked)
 
 
+def test_masking_a_large_text_changes_only_the_secrets():
+    # Its speed (< 1 ms per 10 KB round) is measured by bench/micro.py: timing fails under load in a test.
+    secrets = ["sk-test-1234567890abcdef", TOKEN, "Basic dXNlcjpwYXNzd29yZA==", "p@ss w0rd!", "ghp_" + "x" * 36]
+    masker = Masker(secrets)
+    rng = random.Random(7)
+    text = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJ0123456789/%+=\"\\&", k=10_240))
+    assert masker.mask_text(text) == text
+    planted = text[:5000] + secrets[0] + text[5000:]
+    assert masker.mask_text(planted) == text[:5000] + MASK + text[5000:]
+
+
 # --- chunked text ----------------------------------------------------------------------------------------------
 
 

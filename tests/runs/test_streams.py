@@ -99,8 +99,13 @@ def test_an_idle_stream_sends_heartbeats_then_follows_the_run_to_its_end(live_ur
                     httpx.post(f"{live_url}/apps/{app.id}/v1/runs/{run.id}/cancel", headers=auth(actors["owner_key"]))
             elif line.startswith("event: "):
                 frames.append((time.monotonic() - started, line[7:]))
-    assert [name for _, name in frames] == ["heartbeat", "heartbeat", "run.canceled"]
-    assert 0.25 <= frames[0][0] < 2.0
+    names = [name for _, name in frames]
+    # Heartbeats while idle, then the run's end. How many heartbeats fit between the cancel request and its
+    # event depends on load (the interval is 0.3 s), so only the shape is exact.
+    assert names[:2] == ["heartbeat", "heartbeat"] and set(names[2:-1]) <= {"heartbeat"}, names
+    assert names[-1] == "run.canceled", names
+    # Not before its interval (a lower bound holds under any load; an upper bound on wall-clock time does not).
+    assert frames[0][0] >= 0.25
 
 
 def test_stream_mode_answers_the_run_events_as_they_happen(live_url, actors, thread_executor):

@@ -98,7 +98,9 @@ def test_max_tokens_on_an_llm_node_stays_valid(workflow, refs):
     # The inline-credential rule must not catch ordinary keys that merely contain "token".
     definition = valid_definition(refs)
     node(definition, "ask")["config"].update(max_tokens=50, max_completion_tokens=60)
-    workflow_version_create(workflow=workflow, definition=definition)
+    version = workflow_version_create(workflow=workflow, definition=definition)
+    config = node(version.definition, "ask")["config"]
+    assert (config["max_tokens"], config["max_completion_tokens"]) == (50, 60)
 
 
 def test_version_numbers_go_up_by_one(workflow, refs):

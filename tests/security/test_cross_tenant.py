@@ -1,0 +1,177 @@
+"""Cross-tenant matrix for connect tokens and files (issue 9: "the cross-tenant matrix extended").
+
+Tenants: App A (project Acme/Billing) and App B (project Acme/Support, same organization: the closest
+neighbour); user `alice` is linked in both. A connect token minted for (A, alice) must not list, link,
+authorize or unlink anything of B, must not work on any App host, and B's project key must not mint for
+A. A file uploaded to A is unusable by B (every run entry point) and another project cannot upload to A.
+Each case also checks that nothing of B changed, not only the status code.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from apps.connect.models import EndUserLink
+from apps.connections.models import Connection, OAuthState
+from apps.runs.models import File, Run
+from tests import factories
+from tests.connect.conftest import bearer, build_connect_setup, connect_token
+
+pytestmark = pytest.mark.django_db
+
+ALICE = "alice"
+B_KEY = "canary-b-alice-key-4e7f01aa93"
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture
+def tenants(project, teammate_project):
+    a = build_connect_setup(project)
+    b = build_connect_setup(teammate_project, app_name="Support bot", workflow_name="support")
+    factories.link_end_user(b.app, b.billing, ALICE, {"url": "https://billing.example.com", "api_key": B_KEY})
+    return a, b
+
+
+def _b_untouched(b) -> None:
+    link = EndUserLink.objects.select_related("connection").get(app=b.app, user_id=ALICE)
+    assert link.connection.config["api_key"] == B_KEY
+    assert EndUserLink.objects.filter(app=b.app).count() == 1
+    assert not OAuthState.objects.filter(app=b.app).exists()
+    assert Connection.objects.filter(app=b.app).count() == 1
+
+
+# ------------------------------------------------------------------------------------ connect tokens
+
+CONNECT_CALLS = {
+    "link": ("post", "/v1/connect/requirements/{req}/credentials",
+             {"type": "http_api_key", "config": {"url": "https://evil.example.com", "api_key": "stolen-key-123"}}),
+    "authorize": ("post", "/v1/connect/requirements/{req}/oauth2/authorize", {}),
+    "unlink": ("delete", "/v1/connect/requirements/{req}/connection", None),
+}
+
+
+@pytest.mark.parametrize("call", sorted(CONNECT_CALLS))
+@pytest.mark.parametrize("requirement", ["billing", "crm"])
+def test_a_token_of_app_a_cannot_act_on_app_b_requirements(api_client, tenants, call, requirement):
+    a, b = tenants
+    method, path, body = CONNECT_CALLS[call]
+    response = getattr(api_client, method)(path.format(req=getattr(b, requirement).id), body, format="json",
+                                           **bearer(connect_token(a.app, ALICE)))
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["code"] == "not_found"
+    _b_untouched(b)
+
+
+def test_a_token_of_app_a_lists_only_app_a_and_not_alices_links_in_b(api_client, tenants):
+    a, b = tenants
+    response = api_client.get("/v1/connect/requirements", **bearer(connect_token(a.app, ALICE)))
+
+    assert response.status_code == 200
+    listed = {item["id"]: item["status"] for item in response.json()["data"]}
+    assert listed == {str(a.billing.id): "pending", str(a.crm.id): "pending"}  # alice is linked in B only
+
+
+APP_HOST_CALLS = [("post", "/"), ("get", "/v1/runs"), ("post", "/v1/runs"), ("post", "/v1/files"),
+                  ("get", "/v1/requirements/status?user_id=alice"), ("post", "/v1/connect/tokens")]
+
+
+@pytest.mark.parametrize("method,path", APP_HOST_CALLS)
+@pytest.mark.parametrize("host_of", ["a", "b"])
+def test_a_connect_token_is_refused_on_every_app_host(api_client, tenants, method, path, host_of):
+    a, b = tenants
+    target = a if host_of == "a" else b
+    token = connect_token(a.app, ALICE)
+
+    on_host = getattr(api_client, method)(path, {"input": {"question": "q"}, "user_id": ALICE} if method == "post" else None,
+                                          format="json", HTTP_HOST=target.app.hostname, **bearer(token))
+    on_path = getattr(api_client, method)(f"/apps/{target.app.id}{path}", {"input": {"question": "q"}} if method == "post"
+                                          else None, format="json", **bearer(token))
+
+    assert (on_host.status_code, on_path.status_code) == (401, 401), (on_host.content, on_path.content)
+    assert not Run.objects.exists() and not File.objects.exists()
+
+
+@pytest.mark.parametrize("host", ["a_host", "b_host"])
+def test_the_connect_api_is_not_served_on_app_hosts(api_client, tenants, host):
+    a, b = tenants
+    hostname = a.app.hostname if host == "a_host" else b.app.hostname
+    response = api_client.get("/v1/connect/requirements", HTTP_HOST=hostname, **bearer(connect_token(a.app, ALICE)))
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("key_of", ["teammate", "outsider"])
+@pytest.mark.parametrize("where", ["host", "path"])
+def test_another_projects_key_cannot_mint_for_app_a(api_client, tenants, teammate_key, outsider_key, key_of, where):
+    a, _ = tenants
+    key = teammate_key if key_of == "teammate" else outsider_key
+    kwargs = {"HTTP_HOST": a.app.hostname} if where == "host" else {}
+    path = "/v1/connect/tokens" if where == "host" else f"/apps/{a.app.id}/v1/connect/tokens"
+
+    response = api_client.post(path, {"user_id": ALICE}, format="json", HTTP_AUTHORIZATION=f"Bearer {key}", **kwargs)
+
+    assert response.status_code == 403, response.content
+    assert "token" not in response.json()
+
+
+# -------------------------------------------------------------------------------------------------- files
+
+
+def _files_app(project, name):
+    workflow = factories.make_workflow(project, f"wf-{name}")
+    version = factories.make_version(workflow, factories.definition(output={
+        "first": "{{ input.files[0].content if input.files else '' }}"}))
+    return factories.make_app(project, name=name, version=version)
+
+
+@pytest.fixture
+def file_of_a(api_client, project, owner_key):
+    app_a = _files_app(project, "Files A")
+    response = api_client.post(f"/apps/{app_a.id}/v1/files",
+                               {"file": SimpleUploadedFile("secret.txt", b"A's private file", "text/plain")},
+                               format="multipart", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
+    assert response.status_code == 201
+    return app_a, response.json()["data"]["id"]
+
+
+# `file_ids` is a field of the runs API only (invoke takes multipart files, refused below for other projects).
+RUN_ENTRY_POINTS = [("/v1/runs", {}), ("/v1/runs", {"background": True}), ("/v1/runs", {"user_id": ALICE})]
+
+
+@pytest.mark.parametrize("path,extra", RUN_ENTRY_POINTS)
+@pytest.mark.parametrize("b_project", ["same", "teammate"])
+def test_app_b_cannot_use_a_file_of_app_a(api_client, project, teammate_project, owner_key, teammate_key, file_of_a,
+                                          path, extra, b_project):
+    _, file_id = file_of_a
+    b_owner, b_key = (project, owner_key) if b_project == "same" else (teammate_project, teammate_key)
+    app_b = _files_app(b_owner, "Files B")
+
+    response = api_client.post(f"/apps/{app_b.id}{path}", {"input": {"question": "q"}, "file_ids": [file_id], **extra},
+                               format="json", HTTP_AUTHORIZATION=f"Bearer {b_key}")
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["details"] == {"file_ids": [f"unknown file: {file_id}"]}
+    assert b"A's private file" not in response.content
+    assert not Run.objects.filter(app=app_b).exists()
+
+
+@pytest.mark.parametrize("key_of", ["teammate", "outsider"])
+@pytest.mark.parametrize("path", ["/v1/files", "/", "/v1/runs"])
+def test_another_projects_key_cannot_upload_to_app_a(api_client, teammate_key, outsider_key, file_of_a, key_of, path):
+    app_a, _ = file_of_a
+    key = teammate_key if key_of == "teammate" else outsider_key
+    upload = SimpleUploadedFile("planted.txt", b"planted", "text/plain")
+    body = {"file": upload} if path == "/v1/files" else {"input": json.dumps({"question": "q"}), "files": [upload]}
+
+    response = api_client.post(f"/apps/{app_a.id}{path}", body, format="multipart", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    assert response.status_code == 403, response.content
+    assert list(File.objects.values_list("name", flat=True)) == ["secret.txt"]
