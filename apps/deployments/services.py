@@ -55,6 +55,7 @@ def app_create(
     access_type: str = App.AccessType.PRIVATE,
     allowed_redirect_origins: list[str] | None = None,
     hostname: str | None = None,
+    allow_anonymous_uploads: bool = False,
 ) -> App:
     """Create an App on `<uuid>.<APPS_DOMAIN>` (or a custom hostname) with a fresh callback signing secret."""
     name = (name or "").strip()
@@ -74,14 +75,18 @@ def app_create(
                 id=app_id, project=project, name=name, hostname=hostname, access_type=access_type,
                 allowed_redirect_origins=normalize_origins(allowed_redirect_origins),
                 callback_signing_secret=new_callback_signing_secret(),
+                allow_anonymous_uploads=bool(allow_anonymous_uploads),
             )
     except IntegrityError as exc:
         raise Conflict("An App with this name or hostname already exists.") from exc
 
 
 def app_update(*, app: App, name: str | None = None, access_type: str | None = None,
-               allowed_redirect_origins: list[str] | None = None) -> App:
+               allowed_redirect_origins: list[str] | None = None, allow_anonymous_uploads: bool | None = None) -> App:
     fields = []
+    if allow_anonymous_uploads is not None:
+        app.allow_anonymous_uploads = bool(allow_anonymous_uploads)
+        fields.append("allow_anonymous_uploads")
     if name is not None:
         if not name.strip():
             raise BadRequest("Invalid App.", details={"name": ["may not be blank"]})

@@ -231,6 +231,9 @@ class WorkflowVersionCreateSerializer(StrictInputSerializer):
 # Apps, deployments, links
 
 
+ANONYMOUS_UPLOADS_HELP = "Public Apps: whether callers without an access key may upload files (default false)."
+
+
 class AppSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
@@ -238,6 +241,7 @@ class AppSerializer(serializers.Serializer):
     access_type = serializers.ChoiceField(choices=App.AccessType.choices)
     project_id = serializers.UUIDField()
     allowed_redirect_origins = serializers.ListField(child=serializers.CharField())
+    allow_anonymous_uploads = serializers.BooleanField()
     current_deployment_id = serializers.UUIDField(allow_null=True)
     workflow_version_id = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -265,10 +269,12 @@ class AppCreateSerializer(StrictInputSerializer):
         max_length=253, required=False, help_text="A custom hostname; default `<app-id>.<APPS_DOMAIN>`."
     )
     project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
+    allow_anonymous_uploads = serializers.BooleanField(required=False, default=False, help_text=ANONYMOUS_UPLOADS_HELP)
 
 
 class AppUpdateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False)
+    allow_anonymous_uploads = serializers.BooleanField(required=False, help_text=ANONYMOUS_UPLOADS_HELP)
     access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False)
     allowed_redirect_origins = serializers.ListField(
         child=serializers.CharField(max_length=500), required=False, max_length=50

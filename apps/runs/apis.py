@@ -3,25 +3,25 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import AccessKeyAuthentication, CanUseApp
-from apps.core.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
+from apps.core.errors import BadRequest, NotFound, Unauthorized
 from apps.core.pagination import paginate
 from apps.core.schema import envelope, page
 
 from . import modes
 from . import schema as doc
+from .callbacks import validate_callbacks
 from .events import tail_events
-from .files import file_create, files_create, files_for_app, serialize_file
+from .files import file_create, files_for_app, files_store, serialize_file, upload_digest, uploads_check
 from .models import Run, RunEvent
-from .requests import RunRequest, parse_invoke_request, parse_runs_request
+from .requests import body_fingerprint, idempotency_scope, parse_invoke_request, parse_runs_request
 from .selectors import requirements_status, runs_for_app
-from .services import run_sync, serialize_event, serialize_run
+from .services import check_input, idempotent_run, run_sync, serialize_event, serialize_run
 from .worker import cancel_run
 
 
@@ -49,15 +49,30 @@ class AppApi(APIView):
         return request.headers.get("Idempotency-Key", "").strip()
 
     def start_run(self, request, parse, *, kind: str):
-        """Invoke and `POST /v1/runs`: parse exactly the documented fields, then run in the requested mode."""
-        if _is_multipart(request):
-            _check_upload_size(request)
+        """Invoke and `POST /v1/runs`: parse exactly the documented fields, validate the whole request (input,
+        callbacks, files) before anything is stored, then run in the requested mode (SPEC.md section 12)."""
         run_request = parse(request.data, idempotency_key=self.idempotency_key(request))
         if run_request.user_id and request.auth is None:
             # A public App answers anyone; a user_id without a key would let anyone run as any end user.
             raise Unauthorized("Runs with a user_id need an access key, also on public Apps.",
                                details={"user_id": ["needs an access key"]})
-        _attach_files(request, run_request)
+        uploads = request.FILES.getlist("files") if _is_multipart(request) else []
+        uploads_check(app=request.app, uploads=uploads, anonymous=request.auth is None)
+        if run_request.file_ids:
+            files_for_app(app=request.app, file_ids=run_request.file_ids)
+        if run_request.callbacks:
+            validate_callbacks(run_request.callbacks)
+        if uploads:
+            check_input(app=request.app, run_input=run_request.input)  # (without uploads the run path checks it)
+        run_request.idempotency_scope = idempotency_scope(
+            access_key_id=str(request.auth.id) if request.auth is not None else None,
+            user_id=run_request.user_id, endpoint=kind,
+        )
+        run_request.fingerprint = body_fingerprint(run_request, uploads=[upload_digest(u) for u in uploads])
+        if uploads and idempotent_run(app=request.app, request=run_request) is None:
+            # A repeat is answered with the first run below: its uploads are not stored again.
+            created = files_store(app=request.app, uploads=uploads)
+            run_request.file_ids = [*run_request.file_ids, *(str(f.id) for f in created)]
         if run_request.mode == "sync":
             run, _ = run_sync(app=request.app, request=run_request)
             return Response({"data": serialize_run(run)})
@@ -66,27 +81,6 @@ class AppApi(APIView):
 
 def _is_multipart(request) -> bool:
     return (request.content_type or "").startswith("multipart/")
-
-
-def _check_upload_size(request) -> None:
-    """Refuse an oversized body before parsing it (a multipart body holds at most 20 files; allow their
-    envelope), then each file again by its real size."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.MAX_UPLOAD_BYTES * 20 + 1024 * 1024:
-        raise PayloadTooLarge("The request body is too large.")
-
-
-def _attach_files(request, run_request: RunRequest) -> None:
-    """`file_ids` must be files of this App; multipart `files` parts become Files of this App."""
-    if run_request.file_ids:
-        files_for_app(app=request.app, file_ids=run_request.file_ids)
-    if _is_multipart(request):
-        uploads = request.FILES.getlist("files")
-        created = files_create(app=request.app, uploads=uploads) if uploads else []
-        run_request.file_ids = [*run_request.file_ids, *(str(f.id) for f in created)]
 
 
 class InvokeApi(AppApi):
@@ -226,14 +220,14 @@ class FilesApi(AppApi):
             from apps.core.errors import UnsupportedMediaType
 
             raise UnsupportedMediaType("Upload files as multipart/form-data with a part named 'file'.")
-        _check_upload_size(request)
         uploads = request.FILES.getlist("file")
         unknown = sorted(set(request.data.keys()) - {"file"})
         if unknown:
             raise BadRequest(f"Unknown field(s): {', '.join(unknown)}.", details={k: ["unknown field"] for k in unknown})
         if len(uploads) != 1:
             raise BadRequest("Send exactly one part named 'file'.", details={"file": ["exactly one file is required"]})
-        return Response({"data": serialize_file(file_create(app=request.app, upload=uploads[0]))}, status=201)
+        record = file_create(app=request.app, upload=uploads[0], anonymous=request.auth is None)
+        return Response({"data": serialize_file(record)}, status=201)
 
 
 class RequirementsStatusApi(AppApi):

@@ -32,7 +32,6 @@ from rest_framework.response import Response
 from apps.core.errors import RequirementsUnsatisfied
 from apps.deployments.models import App
 
-from .callbacks import validate_callbacks
 from .events import HEARTBEAT, sse_frame, tail_events
 from .models import Run, RunEvent
 from .requests import RunRequest
@@ -45,8 +44,7 @@ FIRST_EVENT_WAIT_SECONDS = 10.0
 
 
 def start(*, request, app: App, run_request: RunRequest, kind: str):
-    if run_request.callbacks:
-        validate_callbacks(run_request.callbacks)
+    """After apps.runs.apis has validated the whole request (callbacks included)."""
     if run_request.mode in ("background", "async"):
         run, replayed = run_accept(app=app, request=run_request)
         if run_request.mode == "async":
