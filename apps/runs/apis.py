@@ -22,6 +22,7 @@ from .models import Run, RunEvent
 from .requests import body_fingerprint, idempotency_scope, parse_invoke_request, parse_runs_request
 from .selectors import requirements_status, runs_for_app
 from .services import check_input, idempotent_run, run_sync, serialize_event, serialize_run
+from .stream_tokens import CanUseAppOrStreamGrant, StreamTokenAuthentication
 from .worker import cancel_run
 
 
@@ -92,14 +93,14 @@ class InvokeApi(AppApi):
     @extend_schema(
         tags=[doc.TAG], operation_id="app_invoke", summary="Invoke the App (sync, async with callbacks, or stream)",
         description="The seed's direct invoke. Synchronous by default: 200 `{data: Run}`. `execution_mode: async`: "
-                    "202 `{id, status: accepted}`, the run's end is POSTed to the callbacks. `stream: true`: "
+                    "202 `{id, status: accepted, stream_url}`, the run's end is POSTed to the callbacks. `stream: true`: "
                     "`text/event-stream`. Exactly the documented fields: any other (e.g. `connections`, `user_id`) is "
                     "a 400 naming it, as connections cannot be overridden per request." + doc.PUBLIC_APPS,
         request={"application/json": doc.InvokeSerializer, "multipart/form-data": doc.InvokeMultipartSerializer},
         parameters=[doc.IDEMPOTENCY_KEY],
         responses={(200, "application/json"): doc.RUN_ENVELOPE, (200, "text/event-stream"): doc.SSE_INVOKE,
                    (202, "application/json"): doc.RunAcceptedSerializer,
-                   **doc.app_errors(400, 409, 413, 415, 502)},
+                   **doc.app_errors(400, 409, 413, 415, 422, 502)},
     )
     def post(self, request):
         return self.start_run(request, parse_invoke_request, kind="invoke")
@@ -120,15 +121,15 @@ class RunsApi(AppApi):
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_runs_create", summary="Run the App's workflow (sync, background or stream)",
-        description="Synchronous by default: 200 `{data: Run}`. `background: true`: 202 `{data: Run}` (status "
+        description="Synchronous by default: 200 `{data: Run}`. `background: true`: 202 `{data: Run + stream_url}` (status "
                     "`created`). `stream: true`: `text/event-stream` of run events. `user_id` picks the end user whose "
                     "linked connections satisfy the workflow's requirements. Exactly the documented fields: any other "
                     "is a 400 naming it." + doc.PUBLIC_APPS,
         request={"application/json": doc.RunCreateSerializer, "multipart/form-data": doc.RunCreateMultipartSerializer},
         parameters=[doc.IDEMPOTENCY_KEY],
         responses={(200, "application/json"): doc.RUN_ENVELOPE, (200, "text/event-stream"): doc.SSE_RUN_EVENTS,
-                   (202, "application/json"): doc.RUN_ENVELOPE,
-                   **doc.app_errors(400, 409, 413, 415, 502)},
+                   (202, "application/json"): doc.RUN_STARTED_ENVELOPE,
+                   **doc.app_errors(400, 409, 413, 415, 422, 502)},
     )
     def post(self, request):
         return self.start_run(request, parse_runs_request, kind="runs")
@@ -167,19 +168,22 @@ class RunEventsApi(AppApi):
 class RunStreamApi(AppApi):
     anonymous_methods = ("GET",)  # public Apps: runs without user_id, by ID (get_run)
     """`GET /v1/runs/{id}/stream?after_sequence=N`: SSE of the run's events after N, closed after the
-    terminal event; `: heartbeat` when idle."""
+    terminal event; `: heartbeat` when idle. Also opened by the `?token=` of a `stream_url` (this view only)."""
 
+    authentication_classes = [StreamTokenAuthentication, AccessKeyAuthentication]
+    permission_classes = [CanUseAppOrStreamGrant]
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_runs_stream", summary="Stream a run's events (Server-Sent Events)",
         description="Events after `after_sequence`, then live ones until the run ends." + doc.PUBLIC_APPS,
-        parameters=[doc.AFTER_SEQUENCE],
+        parameters=[doc.AFTER_SEQUENCE, doc.STREAM_TOKEN],
         responses={(200, "text/event-stream"): doc.SSE_RUN_EVENTS, **doc.app_errors(400)},
     )
     def get(self, request, run_id):
         run = get_run(request, run_id)
-        raw = request.query_params.get("after_sequence", "0") or "0"
+        # EventSource reconnects with Last-Event-ID (our `id:` is the sequence) and no after_sequence.
+        raw = request.query_params.get("after_sequence") or request.headers.get("Last-Event-ID") or "0"
         try:
             after = int(raw)
         except ValueError:
@@ -207,6 +211,8 @@ class RunCancelApi(AppApi):
 
 class FilesApi(AppApi):
     """`POST /v1/files` (multipart part `file`) → 201 `{"data": {id, name, size, mime_type}}`."""
+
+    anonymous_methods = ("POST",)  # public Apps: only if the App allows anonymous uploads (uploads_check)
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_files_create", summary="Upload a file for later runs",
