@@ -212,6 +212,7 @@ SPECTACULAR_SETTINGS = {
         "ConnectionOwnerEnum": "apps.connections.models.Connection.Owner",
         "DeploymentStatusEnum": "apps.deployments.models.Deployment.Status",
         "AppAccessTypeEnum": "apps.deployments.models.App.AccessType",
+        "RunStatusEnum": "apps.runs.models.Run.Status",
     },
 }
 
