@@ -51,11 +51,14 @@ def test_invalid_input_with_files_stores_nothing(api_client, project, owner_key,
     assert File.objects.count() == 0 and stored_bytes(media) == 0
 
 
-def test_invalid_callbacks_or_unknown_file_ids_with_files_store_nothing(api_client, project, owner_key, media):
+def test_invalid_callbacks_or_unknown_file_ids_with_files_store_nothing(api_client, project, owner_key, media,
+                                                                         settings):
+    settings.ALLOW_PRIVATE_NETWORK_TARGETS = False  # the callback URL check is the one under test
     app = files_app(project)
-    bad_callback = multipart_run(api_client, app, key=owner_key, path="", execution_mode="async",
-                                 callbacks=json.dumps([{"url": "not a url"}]))
-    assert bad_callback.status_code == 400, bad_callback.content
+    for url in ("not a url", "https://127.0.0.1/callback"):
+        bad_callback = multipart_run(api_client, app, key=owner_key, path="", execution_mode="async",
+                                     callbacks=json.dumps([{"url": url}]))
+        assert bad_callback.status_code == 400, bad_callback.content
     unknown = multipart_run(api_client, app, key=owner_key, file_ids=json.dumps(["00000000-0000-0000-0000-000000000001"]))
     assert unknown.status_code == 404
     assert File.objects.count() == 0 and stored_bytes(media) == 0
