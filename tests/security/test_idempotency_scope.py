@@ -145,3 +145,42 @@ def test_a_repeat_with_other_uploads_is_a_422_and_stores_nothing(api_client, app
     assert File.objects.count() == 1  # the repeat's upload was not stored again
     assert send(b"bravo").status_code == 422
     assert File.objects.count() == 1
+
+
+def test_the_24_hour_window_still_holds_within_a_scope(api_client, app, owner_key):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    first = post(api_client, app, {"input": {"question": "q"}}, key=owner_key)
+    Run.objects.filter(id=run_id(first)).update(created_at=timezone.now() - timedelta(hours=25))
+    later = post(api_client, app, {"input": {"question": "other body, new day"}}, key=owner_key)
+    assert later.status_code == 200 and run_id(later) != run_id(first)
+    assert Run.objects.get(id=run_id(first)).idempotency_key == ""  # the old holder let go of the key
+
+
+def test_a_race_in_the_same_scope_ends_with_the_first_run(app, monkeypatch):
+    """Two accepts with one key: the second misses the first (not yet visible), hits the scoped unique
+    constraint, and answers with the first run; in another scope the same race is two runs."""
+    from apps.runs import services
+    from apps.runs.requests import RunRequest, idempotency_scope
+
+    scope = idempotency_scope(access_key_id="k1", user_id="alice", endpoint="runs")
+    request = RunRequest(input={"question": "q"}, mode="background", idempotency_key=KEY, idempotency_scope=scope)
+    first, _ = services.run_accept(app=app, request=request)
+    original = services.idempotent_run
+    calls = {"n": 0}
+
+    def not_yet_visible(*, app, request):
+        calls["n"] += 1
+        return None if calls["n"] == 1 else original(app=app, request=request)
+
+    monkeypatch.setattr(services, "idempotent_run", not_yet_visible)
+    second, replayed = services.run_accept(app=app, request=RunRequest(
+        input={"question": "q"}, mode="background", idempotency_key=KEY, idempotency_scope=scope))
+    assert replayed and second.id == first.id
+    calls["n"] = 0
+    bob = RunRequest(input={"question": "q"}, mode="background", idempotency_key=KEY,
+                     idempotency_scope=idempotency_scope(access_key_id="k1", user_id="bob", endpoint="runs"))
+    third, replayed = services.run_accept(app=app, request=bob)
+    assert not replayed and third.id != first.id
