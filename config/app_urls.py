@@ -10,5 +10,6 @@ urlpatterns = [
     path("", include("apps.runs.app_urls")),
 ]
 
+handler400 = "apps.core.views.bad_request"
 handler404 = "apps.core.views.not_found"
 handler500 = "apps.core.views.server_error"

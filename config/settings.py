@@ -81,6 +81,16 @@ TEMPLATE_MAX_WIDTH = env.int("TEMPLATE_MAX_WIDTH", default=100_000)
 TEMPLATE_MAX_LOOP_STEPS = env.int("TEMPLATE_MAX_LOOP_STEPS", default=100_000)
 TEMPLATE_MAX_RENDER_SECONDS = env.float("TEMPLATE_MAX_RENDER_SECONDS", default=2.0)
 TEMPLATE_MAX_BUILT_CHARS = env.int("TEMPLATE_MAX_BUILT_CHARS", default=16_000_000)
+MAX_FILES_PER_REQUEST = 20
+# Request limits (SPEC.md section 12): JSON nested deeper → 400; a non-multipart body over
+# DATA_UPLOAD_MAX_MEMORY_SIZE (below) → 413. Enforced by apps.core.middleware and apps.core.parsers.
+MAX_JSON_DEPTH = env.int("MAX_JSON_DEPTH", default=64)
+# Uploads (SPEC.md section 12): bytes of files one App may hold (413 beyond), and how long a file no run
+# references is kept before `files_purge_unreferenced` (manage.py purge_files) deletes it.
+APP_STORAGE_QUOTA_BYTES = env.int("APP_STORAGE_QUOTA_BYTES", default=1024 * 1024 * 1024)
+UNREFERENCED_FILE_RETENTION_HOURS = env.float("UNREFERENCED_FILE_RETENTION_HOURS", default=24.0)
+# Stream URLs: lifetime of the run-scoped token in `stream_url` (an EventSource cannot send headers).
+STREAM_TOKEN_TTL_SECONDS = env.int("STREAM_TOKEN_TTL_SECONDS", default=600)
 # Serve the demo third-party API (/demo-upstream/) used by `manage.py demo`. On in development.
 DEMO_UPSTREAM_ENABLED = env.bool("DEMO_UPSTREAM_ENABLED", default=DEBUG)
 
@@ -107,6 +117,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.core.middleware.RequestLimitsMiddleware",
     "apps.deployments.middleware.AppHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -189,7 +200,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "apps.core.parsers.JSONParser",  # bounded size and depth (SPEC.md section 12)
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
@@ -213,6 +224,7 @@ SPECTACULAR_SETTINGS = {
         "ConnectionOwnerEnum": "apps.connections.models.Connection.Owner",
         "DeploymentStatusEnum": "apps.deployments.models.Deployment.Status",
         "AppAccessTypeEnum": "apps.deployments.models.App.AccessType",
+        "RunStatusEnum": "apps.runs.models.Run.Status",
     },
 }
 

@@ -18,5 +18,6 @@ urlpatterns = [
 if settings.DEMO_UPSTREAM_ENABLED:
     urlpatterns.append(path("demo-upstream/", include("apps.core.demo_urls")))
 
+handler400 = "apps.core.views.bad_request"
 handler404 = "apps.core.views.not_found"
 handler500 = "apps.core.views.server_error"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
@@ -57,6 +57,12 @@ class NodeFailed(ApplicationError):
     code, status = "node_failed", 502
 
 
+class IdempotencyKeyReused(ApplicationError):
+    """The Idempotency-Key was used in the same scope with a different body (SPEC.md section 12)."""
+
+    code, status = "idempotency_key_reused", 422
+
+
 class PayloadTooLarge(ApplicationError):
     code, status = "payload_too_large", 413
 
@@ -78,6 +84,18 @@ def error_response(code: str, message: str, status: int, details: dict[str, Any]
     return JsonResponse(error_body(code, message, details), status=status)
 
 
+def from_django_suspicious(exc: Exception) -> ApplicationError | None:
+    """Django's request-parsing refusals (form fields over DATA_UPLOAD_MAX_MEMORY_SIZE, too many fields,
+    other SuspiciousOperation) as API errors: 413 for size, 400 otherwise; never a 500."""
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge("The request body is too large.")
+    if isinstance(exc, TooManyFieldsSent):
+        return BadRequest("Too many fields in the request body.")
+    if isinstance(exc, SuspiciousOperation):
+        return BadRequest("Invalid request.")
+    return None
+
+
 _DRF_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -86,6 +104,7 @@ _DRF_CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     409: "conflict",
+    422: "idempotency_key_reused",
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
@@ -96,6 +115,9 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     """DRF EXCEPTION_HANDLER: map every exception to the envelope; unknown ones to a bare 500."""
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+    mapped = from_django_suspicious(exc)
+    if mapped is not None:
+        return Response(error_body(mapped.code, mapped.message, mapped.details), status=mapped.status)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

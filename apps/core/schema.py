@@ -52,6 +52,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflict.",
     413: "Payload too large.",
     415: "Unsupported media type.",
+    422: "`idempotency_key_reused`: the Idempotency-Key was already used, in the same scope, with another body.",
     429: "Rate limited.",
 }
 

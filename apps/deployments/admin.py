@@ -53,7 +53,7 @@ class AppForm(forms.ModelForm):
 
     class Meta:
         model = App
-        fields = ("project", "name", "hostname", "access_type", "allowed_redirect_origins")
+        fields = ("project", "name", "hostname", "access_type", "allowed_redirect_origins", "allow_anonymous_uploads")
         help_texts = {"hostname": f"Optional custom hostname; default <app-id>.{settings.APPS_DOMAIN}. Fixed after creation."}
 
     def __init__(self, *args, **kwargs):
@@ -138,9 +138,11 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
-            return ((None, {"fields": ("project", "name", "hostname", "access_type", "allowed_redirect_origins")}),)
+            return ((None, {"fields": ("project", "name", "hostname", "access_type", "allowed_redirect_origins",
+                                       "allow_anonymous_uploads")}),)
         return (
-            (None, {"fields": ("name", "project", "hostname", "access_type", "allowed_redirect_origins")}),
+            (None, {"fields": ("name", "project", "hostname", "access_type", "allowed_redirect_origins",
+                               "allow_anonymous_uploads")}),
             ("Serving", {"fields": ("endpoints", "live_version", "deploy_link", "callback_secret_state")}),
             ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
         )
@@ -182,11 +184,13 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         data = form.cleaned_data
         if change:
             app_update(app=obj, name=data["name"], access_type=data["access_type"],
-                       allowed_redirect_origins=data.get("allowed_redirect_origins") or [])
+                       allowed_redirect_origins=data.get("allowed_redirect_origins") or [],
+                       allow_anonymous_uploads=data.get("allow_anonymous_uploads", False))
             return
         created = app_create(
             project=data["project"], name=data["name"], access_type=data["access_type"],
             allowed_redirect_origins=data.get("allowed_redirect_origins") or [], hostname=data.get("hostname") or None,
+            allow_anonymous_uploads=data.get("allow_anonymous_uploads", False),
         )
         obj.pk, obj.hostname, obj._state.adding, obj._state.db = created.pk, created.hostname, False, created._state.db
         request._created_app_secret = created.callback_signing_secret

@@ -24,6 +24,9 @@ class App(BaseModel):
     allowed_redirect_origins = models.JSONField(default=list, blank=True)
     # Signs async-run callbacks (Standard Webhooks). Encrypted: it must be used again, not only verified.
     callback_signing_secret = EncryptedJSONField(default="", blank=True)
+    # Public Apps: whether callers without an access key may upload files (SPEC.md section 12). Off by
+    # default, as anonymous uploads let anyone fill the App's storage quota.
+    allow_anonymous_uploads = models.BooleanField(default=False)
     # Kept beside Deployment.status so the App-host hot path loads App + deployment + version in one join;
     # both are written together, only by the deploy service.
     current_deployment = models.ForeignKey(

@@ -108,6 +108,7 @@ def app_create(
     access_type: str = App.AccessType.PRIVATE,
     allowed_redirect_origins: list[str] | None = None,
     hostname: str | None = None,
+    allow_anonymous_uploads: bool = False,
 ) -> App:
     """Create an App on `<uuid>.<APPS_DOMAIN>` (or a custom hostname) with a fresh callback signing secret."""
     name = (name or "").strip()
@@ -127,6 +128,7 @@ def app_create(
                 id=app_id, project=project, name=name, hostname=hostname, access_type=access_type,
                 allowed_redirect_origins=normalize_origins(allowed_redirect_origins),
                 callback_signing_secret=new_callback_signing_secret(),
+                allow_anonymous_uploads=bool(allow_anonymous_uploads),
             )
     except IntegrityError as exc:
         raise Conflict("An App with this name or hostname already exists.") from exc
@@ -134,7 +136,7 @@ def app_create(
 
 def app_update(*, app: App, name: str | None = None, access_type: str | None = None,
                allowed_redirect_origins: list[str] | None = None, hostname: str | None = None,
-               actor=None) -> App:
+               allow_anonymous_uploads: bool | None = None, actor=None) -> App:
     """Update an App. Who may change `hostname` (an organization-wide key) is the caller's check."""
     fields = []
     previous_hostname = app.hostname
@@ -144,6 +146,9 @@ def app_update(*, app: App, name: str | None = None, access_type: str | None = N
             _hostname_free(hostname, app=app)
             app.hostname = hostname
             fields.append("hostname")
+    if allow_anonymous_uploads is not None:
+        app.allow_anonymous_uploads = bool(allow_anonymous_uploads)
+        fields.append("allow_anonymous_uploads")
     if name is not None:
         if not name.strip():
             raise BadRequest("Invalid App.", details={"name": ["may not be blank"]})

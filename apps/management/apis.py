@@ -11,7 +11,6 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +23,7 @@ from apps.connections import services as connection_services
 from apps.connections.models import Connection
 from apps.core.errors import BadRequest, Conflict, Forbidden
 from apps.core.pagination import apply_sort, paginate
+from apps.core.parsers import JSONParser
 from apps.core.schema import error_responses
 from apps.deployments import services as deployment_services
 from apps.deployments.selectors import deployment_history
@@ -408,6 +408,7 @@ class AppListApi(ManagementAPIView):
         app = deployment_services.app_create(
             project=project, name=data["name"], access_type=data["access_type"],
             allowed_redirect_origins=data["allowed_redirect_origins"], hostname=data.get("hostname"),
+            allow_anonymous_uploads=data["allow_anonymous_uploads"],
         )
         return _data(s.AppCreatedSerializer, app, 201)
 

@@ -45,6 +45,20 @@ class ConnectTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
+class StreamTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "apps.runs.stream_tokens.StreamTokenAuthentication"
+    name = "streamToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "query",
+            "name": "token",
+            "description": "The token of a `stream_url` (one run, read-only, 10 minutes by default). Accepted only by "
+                           "GET /v1/runs/{run_id}/stream.",
+        }
+
+
 def _strict_request_components() -> set[str]:
     from apps.runs.schema import ClosedRequestSerializer
 

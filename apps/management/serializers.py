@@ -236,6 +236,9 @@ class WorkflowVersionCreateSerializer(StrictInputSerializer):
 # Apps, deployments, links
 
 
+ANONYMOUS_UPLOADS_HELP = "Public Apps: whether callers without an access key may upload files (default false)."
+
+
 class AppSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
@@ -243,6 +246,7 @@ class AppSerializer(serializers.Serializer):
     access_type = serializers.ChoiceField(choices=App.AccessType.choices)
     project_id = serializers.UUIDField()
     allowed_redirect_origins = serializers.ListField(child=serializers.CharField())
+    allow_anonymous_uploads = serializers.BooleanField()
     current_deployment_id = serializers.UUIDField(allow_null=True)
     workflow_version_id = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -272,6 +276,7 @@ class AppCreateSerializer(StrictInputSerializer):
                   "literals, the platform's names and other names under APPS_DOMAIN are refused.",
     )
     project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
+    allow_anonymous_uploads = serializers.BooleanField(required=False, default=False, help_text=ANONYMOUS_UPLOADS_HELP)
 
 
 class AppUpdateSerializer(StrictInputSerializer):
@@ -280,6 +285,7 @@ class AppUpdateSerializer(StrictInputSerializer):
         max_length=253, required=False,
         help_text="A new custom hostname (or the App's own `<app-id>.<APPS_DOMAIN>`). Needs an organization-wide key.",
     )
+    allow_anonymous_uploads = serializers.BooleanField(required=False, help_text=ANONYMOUS_UPLOADS_HELP)
     access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False)
     allowed_redirect_origins = serializers.ListField(
         child=serializers.CharField(max_length=500), required=False, max_length=50

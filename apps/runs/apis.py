@@ -3,25 +3,26 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import AccessKeyAuthentication, CanUseApp
-from apps.core.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
+from apps.core.errors import BadRequest, NotFound, Unauthorized
 from apps.core.pagination import paginate
 from apps.core.schema import page
 
 from . import modes
 from . import schema as doc
+from .callbacks import validate_callbacks
 from .events import tail_events
-from .files import file_create, files_create, files_for_app, serialize_file
+from .files import file_create, files_for_app, files_store, serialize_file, upload_digest, uploads_check
 from .models import Run, RunEvent
-from .requests import RunRequest, parse_invoke_request, parse_runs_request
+from .requests import body_fingerprint, idempotency_scope, parse_invoke_request, parse_runs_request
 from .selectors import requirements_status, runs_for_app
-from .services import run_sync, serialize_event, serialize_run
+from .services import check_input, idempotent_run, run_sync, serialize_event, serialize_run
+from .stream_tokens import CanUseAppOrStreamGrant, StreamTokenAuthentication
 from .worker import cancel_run
 
 
@@ -49,15 +50,30 @@ class AppApi(APIView):
         return request.headers.get("Idempotency-Key", "").strip()
 
     def start_run(self, request, parse, *, kind: str):
-        """Invoke and `POST /v1/runs`: parse exactly the documented fields, then run in the requested mode."""
-        if _is_multipart(request):
-            _check_upload_size(request)
+        """Invoke and `POST /v1/runs`: parse exactly the documented fields, validate the whole request (input,
+        callbacks, files) before anything is stored, then run in the requested mode (SPEC.md section 12)."""
         run_request = parse(request.data, idempotency_key=self.idempotency_key(request))
         if run_request.user_id and request.auth is None:
             # A public App answers anyone; a user_id without a key would let anyone run as any end user.
             raise Unauthorized("Runs with a user_id need an access key, also on public Apps.",
                                details={"user_id": ["needs an access key"]})
-        _attach_files(request, run_request)
+        uploads = request.FILES.getlist("files") if _is_multipart(request) else []
+        uploads_check(app=request.app, uploads=uploads, anonymous=request.auth is None)
+        if run_request.file_ids:
+            files_for_app(app=request.app, file_ids=run_request.file_ids)
+        if run_request.callbacks:
+            validate_callbacks(run_request.callbacks)
+        if uploads:
+            check_input(app=request.app, run_input=run_request.input)  # (without uploads the run path checks it)
+        run_request.idempotency_scope = idempotency_scope(
+            access_key_id=str(request.auth.id) if request.auth is not None else None,
+            user_id=run_request.user_id, endpoint=kind,
+        )
+        run_request.fingerprint = body_fingerprint(run_request, uploads=[upload_digest(u) for u in uploads])
+        if uploads and idempotent_run(app=request.app, request=run_request) is None:
+            # A repeat is answered with the first run below: its uploads are not stored again.
+            created = files_store(app=request.app, uploads=uploads)
+            run_request.file_ids = [*run_request.file_ids, *(str(f.id) for f in created)]
         if run_request.mode == "sync":
             run, _ = run_sync(app=request.app, request=run_request)
             return Response(serialize_run(run))
@@ -66,27 +82,6 @@ class AppApi(APIView):
 
 def _is_multipart(request) -> bool:
     return (request.content_type or "").startswith("multipart/")
-
-
-def _check_upload_size(request) -> None:
-    """Refuse an oversized body before parsing it (a multipart body holds at most 20 files; allow their
-    envelope), then each file again by its real size."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.MAX_UPLOAD_BYTES * 20 + 1024 * 1024:
-        raise PayloadTooLarge("The request body is too large.")
-
-
-def _attach_files(request, run_request: RunRequest) -> None:
-    """`file_ids` must be files of this App; multipart `files` parts become Files of this App."""
-    if run_request.file_ids:
-        files_for_app(app=request.app, file_ids=run_request.file_ids)
-    if _is_multipart(request):
-        uploads = request.FILES.getlist("files")
-        created = files_create(app=request.app, uploads=uploads) if uploads else []
-        run_request.file_ids = [*run_request.file_ids, *(str(f.id) for f in created)]
 
 
 class InvokeApi(AppApi):
@@ -99,14 +94,14 @@ class InvokeApi(AppApi):
         tags=[doc.TAG], operation_id="app_invoke", summary="Invoke the App (sync, async with callbacks, or stream)",
         description="The seed's direct invoke. Synchronous by default: 200 with the Run object itself (bare). "
                     "`execution_mode: async`: "
-                    "202 `{id, status: accepted}`, the run's end is POSTed to the callbacks. `stream: true`: "
+                    "202 `{id, status: accepted, stream_url}`, the run's end is POSTed to the callbacks. `stream: true`: "
                     "`text/event-stream`. Exactly the documented fields: any other (e.g. `connections`, `user_id`) is "
                     "a 400 naming it, as connections cannot be overridden per request." + doc.PUBLIC_APPS,
         request={"application/json": doc.InvokeSerializer, "multipart/form-data": doc.InvokeMultipartSerializer},
         parameters=[doc.IDEMPOTENCY_KEY],
         responses={(200, "application/json"): doc.RunSerializer, (200, "text/event-stream"): doc.SSE_INVOKE,
                    (202, "application/json"): doc.RunAcceptedSerializer,
-                   **doc.app_errors(400, 409, 413, 415, 502)},
+                   **doc.app_errors(400, 409, 413, 415, 422, 502)},
     )
     def post(self, request):
         return self.start_run(request, parse_invoke_request, kind="invoke")
@@ -128,15 +123,15 @@ class RunsApi(AppApi):
     @extend_schema(
         tags=[doc.TAG], operation_id="app_runs_create", summary="Run the App's workflow (sync, background or stream)",
         description="Synchronous by default: 200 with the Run object itself (bare, as the seed's example reads "
-                    "`run[\"status\"]`). `background: true`: 202 with the Run (status "
+                    "`run[\"status\"]`). `background: true`: 202 with the Run and its `stream_url` (status "
                     "`created`). `stream: true`: `text/event-stream` of run events. `user_id` picks the end user whose "
                     "linked connections satisfy the workflow's requirements. Exactly the documented fields: any other "
                     "is a 400 naming it." + doc.PUBLIC_APPS,
         request={"application/json": doc.RunCreateSerializer, "multipart/form-data": doc.RunCreateMultipartSerializer},
         parameters=[doc.IDEMPOTENCY_KEY],
         responses={(200, "application/json"): doc.RunSerializer, (200, "text/event-stream"): doc.SSE_RUN_EVENTS,
-                   (202, "application/json"): doc.RunSerializer,
-                   **doc.app_errors(400, 409, 413, 415, 502)},
+                   (202, "application/json"): doc.RunStartedSerializer,
+                   **doc.app_errors(400, 409, 413, 415, 422, 502)},
     )
     def post(self, request):
         return self.start_run(request, parse_runs_request, kind="runs")
@@ -175,19 +170,22 @@ class RunEventsApi(AppApi):
 class RunStreamApi(AppApi):
     anonymous_methods = ("GET",)  # public Apps: runs without user_id, by ID (get_run)
     """`GET /v1/runs/{id}/stream?after_sequence=N`: SSE of the run's events after N, closed after the
-    terminal event; `: heartbeat` when idle."""
+    terminal event; `: heartbeat` when idle. Also opened by the `?token=` of a `stream_url` (this view only)."""
 
+    authentication_classes = [StreamTokenAuthentication, AccessKeyAuthentication]
+    permission_classes = [CanUseAppOrStreamGrant]
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_runs_stream", summary="Stream a run's events (Server-Sent Events)",
         description="Events after `after_sequence`, then live ones until the run ends." + doc.PUBLIC_APPS,
-        parameters=[doc.AFTER_SEQUENCE],
+        parameters=[doc.AFTER_SEQUENCE, doc.STREAM_TOKEN],
         responses={(200, "text/event-stream"): doc.SSE_RUN_EVENTS, **doc.app_errors(400)},
     )
     def get(self, request, run_id):
         run = get_run(request, run_id)
-        raw = request.query_params.get("after_sequence", "0") or "0"
+        # EventSource reconnects with Last-Event-ID (our `id:` is the sequence) and no after_sequence.
+        raw = request.query_params.get("after_sequence") or request.headers.get("Last-Event-ID") or "0"
         try:
             after = int(raw)
         except ValueError:
@@ -217,6 +215,8 @@ class FilesApi(AppApi):
     """`POST /v1/files` (multipart part `file`) → 201 `{id, name, size, mime_type}` (bare, like every single
 object on the App host)."""
 
+    anonymous_methods = ("POST",)  # public Apps: only if the App allows anonymous uploads (uploads_check)
+
     @extend_schema(
         tags=[doc.TAG], operation_id="app_files_create", summary="Upload a file for later runs",
         description="One multipart part named `file`; the File belongs to this App (use its ID in `file_ids`)."
@@ -229,14 +229,14 @@ object on the App host)."""
             from apps.core.errors import UnsupportedMediaType
 
             raise UnsupportedMediaType("Upload files as multipart/form-data with a part named 'file'.")
-        _check_upload_size(request)
         uploads = request.FILES.getlist("file")
         unknown = sorted(set(request.data.keys()) - {"file"})
         if unknown:
             raise BadRequest(f"Unknown field(s): {', '.join(unknown)}.", details={k: ["unknown field"] for k in unknown})
         if len(uploads) != 1:
             raise BadRequest("Send exactly one part named 'file'.", details={"file": ["exactly one file is required"]})
-        return Response(serialize_file(file_create(app=request.app, upload=uploads[0])), status=201)
+        record = file_create(app=request.app, upload=uploads[0], anonymous=request.auth is None)
+        return Response(serialize_file(record), status=201)
 
 
 class RequirementsStatusApi(AppApi):

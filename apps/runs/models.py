@@ -44,6 +44,11 @@ class Run(models.Model):
     options = models.JSONField(default=dict, blank=True)
     file_ids = models.JSONField(default=list, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True)
+    # SHA-256 of (access key or anonymous, user_id, endpoint): a key is unique per App *and* scope (SPEC.md
+    # section 12), so another caller's key never hands back this run.
+    idempotency_scope = models.CharField(max_length=64, blank=True)
+    # Keyed digest of the request body: the same key in the same scope with another body is a 422.
+    request_fingerprint = models.CharField(max_length=64, blank=True)
     cancel_requested = models.BooleanField(default=False)
     # Execution attempts: incremented by every claim. An attempt ends the run only while it still holds the
     # claim (status `started` and this attempt number), so a run ends exactly once.
@@ -66,7 +71,8 @@ class Run(models.Model):
                 condition=Q(mode__in=["sync", "stream", "background", "async"]), name="run_mode_valid"
             ),
             models.UniqueConstraint(
-                fields=["app", "idempotency_key"], condition=~Q(idempotency_key=""), name="run_unique_idempotency_key"
+                fields=["app", "idempotency_scope", "idempotency_key"], condition=~Q(idempotency_key=""),
+                name="run_unique_scoped_idempotency_key",
             ),
         ]
         indexes = [

@@ -1,7 +1,11 @@
 """Non-synchronous modes of `POST /v1/runs` and direct invoke `POST /`.
 
-- background (runs API) → 202 with the Run itself (status `created`); the executor runs it.
-- async (invoke) → 202 `{"id", "status": "accepted"}`; the executor runs it, then the callbacks fire.
+- background (runs API) → 202 with the Run itself (bare) plus `stream_url`, status `created`; the executor
+  runs it.
+- async (invoke) → 202 `{"id", "status": "accepted", "stream_url"}`; the executor runs it, then the
+  callbacks fire.
+- `stream_url` (and the `X-Stream-Url` header of stream answers): the run's SSE URL with a run-scoped
+  token (apps.runs.stream_tokens), for browser EventSource clients.
 - stream → Server-Sent Events while the run executes. The run is persisted and claimed by this request,
   then executed in a thread of this process (not the executor: the answer has to come from here, and a
   queue of background work must not delay an interactive stream). Its events are stored as they happen
@@ -32,11 +36,11 @@ from rest_framework.response import Response
 from apps.core.errors import RequirementsUnsatisfied
 from apps.deployments.models import App
 
-from .callbacks import validate_callbacks
 from .events import HEARTBEAT, sse_frame, tail_events
 from .models import Run, RunEvent
 from .requests import RunRequest
 from .services import run_accept, serialize_run
+from .stream_tokens import stream_url
 from .worker import Claim, claim_run, execute_claimed
 
 # How long a stream waits for the run to get past credential resolution before answering: long enough to
@@ -45,17 +49,17 @@ FIRST_EVENT_WAIT_SECONDS = 10.0
 
 
 def start(*, request, app: App, run_request: RunRequest, kind: str):
-    if run_request.callbacks:
-        validate_callbacks(run_request.callbacks)
+    """After apps.runs.apis has validated the whole request (callbacks included)."""
     if run_request.mode in ("background", "async"):
         run, replayed = run_accept(app=app, request=run_request)
+        url = stream_url(request, run=run)
         if run_request.mode == "async":
-            return Response({"id": str(run.id), "status": "accepted"}, status=202)
-        return Response(serialize_run(run), status=202)
-    return _stream(app=app, run_request=run_request, kind=kind)
+            return Response({"id": str(run.id), "status": "accepted", "stream_url": url}, status=202)
+        return Response({**serialize_run(run), "stream_url": url}, status=202)
+    return _stream(request=request, app=app, run_request=run_request, kind=kind)
 
 
-def _stream(*, app: App, run_request: RunRequest, kind: str) -> StreamingHttpResponse:
+def _stream(*, request, app: App, run_request: RunRequest, kind: str) -> StreamingHttpResponse:
     run, replayed = run_accept(app=app, request=run_request)
     source: queue.Queue | None = None
     if not replayed:
@@ -67,7 +71,10 @@ def _stream(*, app: App, run_request: RunRequest, kind: str) -> StreamingHttpRes
             _raise_if_unsatisfied(run, source)
     events = tail_events(run_id=run.id, after_sequence=0, source=source)
     body = run_event_frames(events) if kind == "runs" else invoke_frames(run, events)
-    return sse_response(body, run_id=str(run.id))
+    response = sse_response(body, run_id=str(run.id))
+    # The same stream, resumable by a browser EventSource (no Authorization header) after a disconnect.
+    response["X-Stream-Url"] = stream_url(request, run=run)
+    return response
 
 
 def _execute(claim: Claim, source: queue.Queue) -> None:

@@ -4,11 +4,13 @@ choices can never be overridden per request."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.crypto import salted_hmac
 from rest_framework import serializers
 
 from apps.core.errors import BadRequest
@@ -31,6 +33,10 @@ class RunRequest:
     file_ids: list[str] = field(default_factory=list)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     idempotency_key: str = ""
+    # Who asked, digested (SPEC.md section 12): an Idempotency-Key means something only within one scope.
+    idempotency_scope: str = ""
+    # What was asked, digested before any upload is stored (see `body_fingerprint`).
+    fingerprint: str = ""
 
     @property
     def options(self) -> dict[str, bool]:
@@ -39,6 +45,24 @@ class RunRequest:
             "error_on_node_failure": self.error_on_node_failure,
             "stream": self.mode == "stream",
         }
+
+
+def idempotency_scope(*, access_key_id: str | None, user_id: str, endpoint: str) -> str:
+    """The scope of an Idempotency-Key within an App: (access key or anonymous, user_id, endpoint)."""
+    parts = [f"key:{access_key_id}" if access_key_id else "anonymous", f"user:{user_id}", f"endpoint:{endpoint}"]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def body_fingerprint(request: RunRequest, *, uploads: list[dict[str, Any]] = ()) -> str:
+    """A keyed digest of everything the body asked for (input, mode, options, user, files, callbacks):
+    a repeat of the key with another body is refused. Keyed (HMAC from SECRET_KEY), because the body
+    can hold a callback's bearer token and a plain hash of a short secret is guessable."""
+    canonical = json.dumps({
+        "input": request.input, "mode": request.mode, "user_id": request.user_id, "session_id": request.session_id,
+        "options": request.options, "file_ids": request.file_ids, "callbacks": request.callbacks,
+        "uploads": list(uploads),
+    }, sort_keys=True, separators=(",", ":"), default=str)
+    return salted_hmac("apps.runs.idempotency.fingerprint", canonical, algorithm="sha256").hexdigest()
 
 
 def _refuse_unknown(data, allowed: tuple[str, ...]) -> None:

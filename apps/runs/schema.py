@@ -24,7 +24,8 @@ PUBLIC_APPS = (
     "\n\nAuthentication: an access key of the App's project or organization (`Authorization: Bearer "
     "dynamiq_acc_...`); a key of another project or organization gets 403. A **public** App accepts without a "
     "key only what acts as no end user: invoke, runs without `user_id`, and reading, streaming or canceling such "
-    "runs by ID. Anything per user (`user_id`, runs list, requirement status, connect tokens, uploads) needs a key."
+    "runs by ID. Anything per user (`user_id`, runs list, requirement status, connect tokens) needs a key, and so do "
+    "uploads unless the App sets `allow_anonymous_uploads`."
 )
 
 # Requests
@@ -134,9 +135,21 @@ class RunSerializer(serializers.Serializer):
     nodes = serializers.DictField(child=NodeSummarySerializer(), help_text="By node ID.")
 
 
+_STREAM_URL_HELP = (
+    "The run's Server-Sent Events URL (`.../v1/runs/{id}/stream?token=...`, on the host this request came in on) "
+    "with a read-only token for this run only, valid for STREAM_TOKEN_TTL_SECONDS (10 minutes by default): a "
+    "browser `EventSource` can follow it without an Authorization header.")
+
+
 class RunAcceptedSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=["accepted"])
+    stream_url = serializers.URLField(help_text=_STREAM_URL_HELP)
+
+
+class RunStartedSerializer(RunSerializer):
+    # A background run's 202: the Run (status `created`) and where to follow it.
+    stream_url = serializers.URLField(help_text=_STREAM_URL_HELP)
 
 
 class RunEventSerializer(serializers.Serializer):
@@ -204,13 +217,15 @@ SSE_RUN_EVENTS = OpenApiResponse(
     SSE_RUN_EVENT_FRAME,
     description="`text/event-stream`: one frame per run event (`event: <type>`, `id: <sequence>`, "
                 "`data: <RunEvent JSON>`) in sequence order, `: heartbeat` every 15 s when idle; the stream closes "
-                "after `run.completed`, `run.failed` or `run.canceled`. Header `X-Run-Id`.",
+                "after `run.completed`, `run.failed` or `run.canceled`. Header `X-Run-Id`; a stream that starts a run also "
+                "has `X-Stream-Url` (see `stream_url`).",
 )
 SSE_INVOKE = OpenApiResponse(
     SSE_INVOKE_FRAME,
     description='`text/event-stream` (with `stream: true`): `data: {"event": "data", "data": {"choices": '
                 '[{"delta": {"content": "..."}}]}}` per LLM delta, then one final frame `data: {"event": "data", '
-                '"data": {"id", "status", "output", "error"}}`, then the stream ends. Header `X-Run-Id`.',
+                '"data": {"id", "status", "output", "error"}}`, then the stream ends. Headers `X-Run-Id` and `X-Stream-Url` '
+                '(the run\'s event stream with a run-scoped token, see `stream_url`).',
 )
 
 _NOT_FOUND = "No such App (on the `/apps/{app_id}` alias), or no such object in this App."
@@ -226,6 +241,10 @@ def app_errors(*codes: int) -> dict:
                                      "`details.run_id`), or the App has no deployed version.")
     if 502 in codes:
         responses[502] = NODE_FAILED
+    if 413 in codes:
+        responses[413] = OpenApiResponse(ErrorSerializer, description=(
+            "`payload_too_large`: the body is over the request limit, a file over MAX_UPLOAD_BYTES, or the files "
+            "would exceed the App's storage quota (APP_STORAGE_QUOTA_BYTES)."))
     return responses
 
 
@@ -245,10 +264,17 @@ RUN_FILTERS = [
 ]
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key", {"type": "string", "maxLength": 255}, location=OpenApiParameter.HEADER,
-    description="A repeat within 24 h answers with the first run instead of starting another.",
+    description="A repeat within 24 h in the same scope (access key or anonymous, `user_id`, endpoint) with the same "
+                "body answers with the first run (or replays its stream) instead of starting another; with another "
+                "body it is a 422 `idempotency_key_reused`. In another scope the key starts a new run.",
 )
 AFTER_SEQUENCE = OpenApiParameter(
-    "after_sequence", {"type": "integer", "minimum": 0}, description="Resume after this event sequence (default 0).")
+    "after_sequence", {"type": "integer", "minimum": 0},
+    description="Resume after this event sequence (default 0, or the `Last-Event-ID` header an EventSource sends).")
+STREAM_TOKEN = OpenApiParameter(
+    "token", OpenApiTypes.STR,
+    description="The token of a `stream_url`: opens this run's stream (only) without an Authorization header. "
+                "Tampered, expired or for another run: 401.")
 USER_ID = OpenApiParameter("user_id", {"type": "string", "minLength": 1, "maxLength": 255}, required=True,
                            description="The end user (opaque, 1-255 characters).")
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.errors import BadRequest, Conflict, NodeFailed, RequirementsUnsatisfied
+from apps.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NodeFailed, RequirementsUnsatisfied
 from apps.core.formats import rfc3339
 from apps.credentials.services import InProcessResolver
 from apps.deployments.models import App
@@ -29,7 +29,7 @@ from apps.engine.types import CredentialResolver
 
 from .http import http_client
 from .models import Run, RunEvent
-from .requests import RunRequest
+from .requests import RunRequest, body_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -133,17 +133,29 @@ def execute_run(
     return result
 
 
-def idempotent_run(*, app: App, key: str) -> Run | None:
-    """The run started with `key` within 24 h, if any. An older holder of the key lets go of it."""
+def _fingerprint(request: RunRequest) -> str:
+    # The API sets it before uploads are stored (their digests are part of it); service callers get it here.
+    return request.fingerprint or body_fingerprint(request)
+
+
+def idempotent_run(*, app: App, request: RunRequest) -> Run | None:
+    """The run started with this Idempotency-Key in this caller's scope within 24 h, if any (SPEC.md section
+    12). The same key with another body is a 422; an older holder of the key lets go of it."""
+    key = request.idempotency_key
     if not key:
         return None
-    existing = Run.objects.filter(app=app, idempotency_key=key).first()
+    existing = Run.objects.filter(app=app, idempotency_scope=request.idempotency_scope, idempotency_key=key).first()
     if existing is None:
         return None
-    if existing.created_at >= timezone.now() - IDEMPOTENCY_WINDOW:
-        return existing
-    Run.objects.filter(pk=existing.pk).update(idempotency_key="")
-    return None
+    if existing.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        Run.objects.filter(pk=existing.pk).update(idempotency_key="")
+        return None
+    if existing.request_fingerprint != _fingerprint(request):
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request body. Use a new key for a new request.",
+            details={"Idempotency-Key": ["already used with a different body"], "run_id": str(existing.id)},
+        )
+    return existing
 
 
 def new_run(*, app: App, request: RunRequest) -> Run:
@@ -157,6 +169,8 @@ def new_run(*, app: App, request: RunRequest) -> Run:
         id=uuid.uuid4(), app=app, deployment=deployment, workflow_version=deployment.workflow_version,
         user_id=request.user_id, session_id=request.session_id, input=request.input, mode=request.mode,
         options=request.options, file_ids=request.file_ids, idempotency_key=request.idempotency_key,
+        idempotency_scope=request.idempotency_scope if request.idempotency_key else "",
+        request_fingerprint=_fingerprint(request) if request.idempotency_key else "",
         created_at=timezone.now(),
     )
 
@@ -181,7 +195,7 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
 
     Writes once, at the end: the run, its events and the credential audit row in one transaction.
     """
-    existing = idempotent_run(app=app, key=request.idempotency_key)
+    existing = idempotent_run(app=app, request=request)
     if existing is not None:
         return existing, True
     run = new_run(app=app, request=request)
@@ -208,7 +222,7 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
             audit_committed = True
         except IntegrityError:
             # Two requests with the same Idempotency-Key raced; the other one's run stands.
-            existing = idempotent_run(app=app, key=request.idempotency_key)
+            existing = idempotent_run(app=app, request=request)
             if existing is None:
                 raise
             return existing, True
@@ -240,7 +254,7 @@ def run_accept(*, app: App, request: RunRequest) -> tuple[Run, bool]:
     The caller queues it (`transaction.on_commit`) or executes it itself (stream)."""
     from .callbacks import deliveries_create
 
-    existing = idempotent_run(app=app, key=request.idempotency_key)
+    existing = idempotent_run(app=app, request=request)
     if existing is not None:
         return existing, True
     check_input(app=app, run_input=request.input)
@@ -257,7 +271,7 @@ def run_accept(*, app: App, request: RunRequest) -> tuple[Run, bool]:
 
                 transaction.on_commit(lambda: enqueue_run(run.id))
     except IntegrityError:
-        existing = idempotent_run(app=app, key=request.idempotency_key)
+        existing = idempotent_run(app=app, request=request)
         if existing is None:
             raise
         return existing, True

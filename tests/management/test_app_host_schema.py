@@ -65,7 +65,9 @@ def test_every_app_host_operation_is_documented_on_the_app_host_servers(document
     assert len(ids) == len(set(ids))
     for (method, path) in APP_HOST_OPERATIONS:
         operation = _operation(document, method, path)
-        assert operation["security"] == [{"accessKey": []}], (method, path)
+        # The run stream also accepts the token of a `stream_url` (SPEC.md section 12); nothing else does.
+        expected = [{"streamToken": []}, {"accessKey": []}] if path == "/v1/runs/{run_id}/stream" else [{"accessKey": []}]
+        assert operation["security"] == expected, (method, path)
         assert "public" in operation["description"].lower(), (method, path)
         for code in ("401", "403", "404"):
             assert _ref(operation["responses"][code]["content"]["application/json"]) == "Error", (method, path, code)
@@ -95,7 +97,10 @@ def test_app_host_request_bodies_are_closed(document):
 
 
 def test_run_answers_and_event_streams_are_documented(document):
-    for path, accepted in (("/", "RunAccepted"), ("/v1/runs", "Run")):
+    # 202s carry `stream_url` (SPEC.md section 12): the background Run comes bare, as RunStarted.
+    assert "stream_url" in document["components"]["schemas"]["RunStarted"]["properties"]
+    assert "stream_url" in document["components"]["schemas"]["RunAccepted"]["properties"]
+    for path, accepted in (("/", "RunAccepted"), ("/v1/runs", "RunStarted")):
         responses = _operation(document, "post", path)["responses"]
         assert set(responses["200"]["content"]) == {"application/json", "text/event-stream"}
         assert _ref(responses["200"]["content"]["application/json"]) == "Run"
@@ -158,7 +163,7 @@ def test_json_answers_are_labelled_json_when_an_event_stream_is_accepted(app, ow
 @pytest.mark.parametrize(("method", "path", "status", "schema"), [
     ("post", "/", "200", "Run"),
     ("post", "/v1/runs", "200", "Run"),
-    ("post", "/v1/runs", "202", "Run"),
+    ("post", "/v1/runs", "202", "RunStarted"),
     ("get", "/v1/runs/{run_id}", "200", "Run"),
     ("post", "/v1/files", "201", "File"),
     ("get", "/v1/requirements/status", "200", "RequirementsStatus"),

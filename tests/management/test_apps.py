@@ -166,7 +166,7 @@ def test_rollback_redeploys_v1(owner, project):
     # Runs use v1.
     run = owner.post(f"/apps/{app_id}/v1/runs", {"input": {}}, format="json")
     assert run.status_code == 200, run.content
-    assert run.json()["data"]["output"] == {"v": "one"}
+    assert run.json()["output"] == {"v": "one"}
 
 
 def test_rollback_to_a_named_deployment_and_refusals(owner, world):

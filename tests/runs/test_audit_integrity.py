@@ -31,9 +31,9 @@ def test_an_idempotency_race_keeps_the_audit_row(simple_app, upstream):
     original = services.idempotent_run
     calls = {"n": 0}
 
-    def not_yet_visible(*, app, key):
+    def not_yet_visible(*, app, request):
         calls["n"] += 1
-        return None if calls["n"] == 1 else original(app=app, key=key)
+        return None if calls["n"] == 1 else original(app=app, request=request)
 
     services.idempotent_run = not_yet_visible
     try:

@@ -82,7 +82,10 @@ def test_async_invoke_is_idempotent_too(api_client, simple_app, owner_key):
     first = api_client.post(url, body, format="json", HTTP_AUTHORIZATION=f"Bearer {owner_key}", HTTP_IDEMPOTENCY_KEY="k1")
     again = api_client.post(url, body, format="json", HTTP_AUTHORIZATION=f"Bearer {owner_key}", HTTP_IDEMPOTENCY_KEY="k1")
     assert first.status_code == again.status_code == 202
-    assert first.json() == again.json() == {"id": first.json()["id"], "status": "accepted"}
+    # Each answer also carries a stream_url with a freshly minted token (SPEC.md section 12).
+    assert {k: v for k, v in first.json().items() if k != "stream_url"} == {"id": first.json()["id"], "status": "accepted"}
+    assert {k: v for k, v in again.json().items() if k != "stream_url"} == {"id": first.json()["id"], "status": "accepted"}
+    assert f"/v1/runs/{first.json()['id']}/stream?token=" in again.json()["stream_url"]
     assert Run.objects.get().mode == "async"
 
 

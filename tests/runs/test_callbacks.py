@@ -45,7 +45,9 @@ def test_a_receiver_failing_three_times_gets_the_same_signed_body_four_times(api
              "metadata": {"order": 17}},
         ])
         assert response.status_code == 202, response.content
-        assert response.json() == {"id": response.json()["id"], "status": "accepted"}
+        accepted = response.json()  # with the run's stream_url since SPEC.md section 12
+        assert accepted == {"id": accepted["id"], "status": "accepted", "stream_url": accepted["stream_url"]}
+        assert f"/v1/runs/{accepted['id']}/stream?token=" in accepted["stream_url"]
         delivery = wait_for(lambda: CallbackDelivery.objects.filter(status="delivered").first(), timeout=20,
                             message="delivery")
     requests = hook.requests

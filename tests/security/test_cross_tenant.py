@@ -139,7 +139,7 @@ def file_of_a(api_client, project, owner_key):
                                {"file": SimpleUploadedFile("secret.txt", b"A's private file", "text/plain")},
                                format="multipart", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
     assert response.status_code == 201
-    return app_a, response.json()["data"]["id"]
+    return app_a, response.json()["id"]
 
 
 # `file_ids` is a field of the runs API only (invoke takes multipart files, refused below for other projects).

@@ -227,7 +227,7 @@ def post_run(client, app, key):
 
 def _assert_node_refused(response):
     assert response.status_code == 200, response.content
-    node = response.json()["data"]["nodes"]["call"]
+    node = response.json()["nodes"]["call"]
     assert node["status"] == "failure"
     assert node["error"] == {"type": TARGET_NOT_ALLOWED, "message": TARGET_NOT_ALLOWED_MESSAGE}
 

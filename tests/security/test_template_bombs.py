@@ -171,7 +171,7 @@ def test_a_bomb_through_the_app_host_api_fails_with_template_limit_from_settings
     response = client.post(f"/apps/{app.id}/v1/runs", {"input": {"n": 100, "text": "t"}},
                            content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
     assert response.status_code == 200, response.content
-    node = response.json()["data"]["nodes"]["bomb"]
+    node = response.json()["nodes"]["bomb"]
     assert node["status"] == "failure"
     assert node["error"]["type"] == "template_limit"
     assert node["error"]["limit"] == "loop_steps"
