@@ -61,6 +61,8 @@ def _openai_check(connection: Connection) -> CheckResult:
 
 
 def _postgresql_check(connection: Connection) -> CheckResult:
+    # Imported on use: only the admin's test of a postgresql connection needs the driver, and loading it
+    # at import would make every process that imports the admin pay for it (and fail where it is absent).
     import psycopg
 
     cfg = connection.config or {}
