@@ -81,9 +81,6 @@ class _ConnectApi(APIView):
     authentication_classes = [ConnectTokenAuthentication]
     permission_classes = [HasConnectToken]
 
-    def principal(self, request):
-        return request.user
-
     def requirement(self, request, requirement_id):
         return selectors.deployed_requirement(app=request.user.app, requirement_id=requirement_id)
 

@@ -7,10 +7,10 @@ from urllib.parse import urlsplit
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.connections import oauth
-from apps.connections.models import Connection, ConnectionConfigChange
-from apps.core.crypto import keyed_fingerprint
-from apps.core.errors import BadRequest, NotFound
+from apps.connections import oauth_flows, oauth_state
+from apps.connections.models import Connection, OAuthProvider, OAuthState
+from apps.connections.services import connection_write_config
+from apps.core.errors import BadRequest, Conflict, NotFound
 from apps.deployments.models import App
 from apps.engine import connection_types
 from apps.engine.connection_types import ConfigError
@@ -125,26 +125,18 @@ def _save_locked(*, app: App, user_id: str, requirement: Requirement, ctype: str
         .filter(app=app, user_id=user_id, requirement=requirement).first()
     )
     if link is not None and link.connection.type == ctype:
-        connection = link.connection
-        before = connection.config or {}
-        connection.config = config
-        connection.status = Connection.Status.ACTIVE
-        connection.updated_by = actor
-        connection.save(update_fields=["config", "status", "updated_by", "updated_at"])
-    else:
-        before = {}
-        if link is not None:
-            link.connection.delete()  # cascades to the stale link
-        connection = Connection.objects.create(
-            project_id=app.project_id, name=f"{user_id} · {requirement.name}"[:200], type=ctype, config=config,
-            status=Connection.Status.ACTIVE, app=app, user_id=user_id, created_by=actor, updated_by=actor,
-        )
-        link = EndUserLink.objects.create(app=app, user_id=user_id, requirement=requirement, connection=connection)
-    changed = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
-    ConnectionConfigChange.objects.create(
-        connection=connection, actor=actor, changed_fields=changed, fingerprint=keyed_fingerprint(config)
+        connection_write_config(connection=link.connection, config=config, actor=actor, status=Connection.Status.ACTIVE)
+        return link
+    if link is not None:
+        link.connection.delete()  # cascades to the stale link
+    connection = connection_write_config(
+        connection=Connection(
+            project_id=app.project_id, name=f"{user_id} · {requirement.name}"[:200], type=ctype,
+            status=Connection.Status.ACTIVE, app=app, user_id=user_id, created_by=actor,
+        ),
+        config=config, actor=actor,
     )
-    return link
+    return EndUserLink.objects.create(app=app, user_id=user_id, requirement=requirement, connection=connection)
 
 
 def end_user_authorize(
@@ -155,10 +147,115 @@ def end_user_authorize(
     if connection_types.canonical_type(requirement.connection_type) != "oauth2":
         raise BadRequest("This requirement takes credentials, not an OAuth2 authorization.",
                          details={"requirement": ["not an oauth2 requirement"]})
-    return oauth.start_end_user_authorization(
+    return end_user_oauth_authorization_start(
         app=app, user_id=user_id, requirement=requirement, connect_token_id=connect_token_id,
         browser_binding=browser_binding, return_to=return_to,
     )
+
+
+@transaction.atomic
+def end_user_oauth_authorization_start(
+    *, app: App, user_id: str, requirement: Requirement, connect_token_id: str, browser_binding: str = "",
+    return_to: str = "",
+) -> str:
+    """Prepare the user's OAuth2 connection for `requirement` and return the provider URL that starts consent."""
+    spec = requirement.spec or {}
+    if spec.get("connection_type") != "oauth2":
+        raise BadRequest("This requirement is not an OAuth2 connection.")
+    provider = OAuthProvider.objects.filter(project=app.project_id, id=spec.get("provider_id")).first()
+    if provider is None:
+        raise NotFound("The OAuth2 provider of this requirement no longer exists.")
+    scopes = list(spec.get("scopes") or provider.scopes or [])
+    connection = end_user_oauth_connection_prepare(
+        app=app, user_id=user_id, requirement=requirement, provider=provider, scopes=scopes
+    )
+    return oauth_flows.authorization_start(
+        connection=connection, provider=provider, scopes=scopes, app=app, user_id=user_id, requirement=requirement,
+        connect_token_id=connect_token_id, browser_binding=browser_binding, return_to=return_to,
+    )
+
+
+def end_user_oauth_connection_prepare(
+    *, app: App, user_id: str, requirement: Requirement, provider: OAuthProvider, scopes: list[str]
+) -> Connection:
+    """Create (or reuse) the user's OAuth2 connection for `requirement`, linked at once (in the caller's
+    transaction). A new one is `incomplete` until consent; a user re-authorizing keeps their current
+    connection (and its tokens) until the new tokens arrive.
+
+    No config-history row: nothing secret is written here (provider, API URL, scopes); the token store
+    that completes the flow writes the first one.
+    """
+    spec = requirement.spec or {}
+    link = (
+        EndUserLink.objects.select_for_update().select_related("connection")
+        .filter(app=app, user_id=user_id, requirement=requirement).first()
+    )
+    # The builder fixes where the token may go (SPEC §12/§13): without it the connection could never be
+    # used (origin_not_allowed at run time), so refuse before the user consents.
+    url = ((spec.get("config") or {}).get("url") or "").strip()
+    if not url:
+        raise BadRequest(
+            "This requirement fixes no API URL for its OAuth2 connections; the App's builder must add "
+            "spec.config.url (recreate the requirement)."
+        )
+    if link is not None and link.connection.type == "oauth2":
+        connection = link.connection
+        fields = []
+        if connection.provider_id != provider.id:
+            connection.provider = provider
+            fields.append("provider")
+        if (connection.config or {}).get("url") != url:
+            # Tokens are (re)issued by the flow this call starts; they may go only to the requirement's origin.
+            connection.config = {**(connection.config or {}), "url": url}
+            fields.append("config")
+        if fields:
+            connection.save(update_fields=[*fields, "updated_at"])
+        return connection
+    if link is not None:  # a stale link of another type: replace its connection
+        link.connection.delete()
+    actor = _end_user_actor(user_id)
+    connection = Connection.objects.create(
+        project_id=app.project_id, name=f"{user_id} · {requirement.name}"[:200], type="oauth2",
+        config={"provider_id": str(provider.id), "url": url, "scopes": scopes}, status=Connection.Status.INCOMPLETE,
+        app=app, user_id=user_id, provider=provider, created_by=actor, updated_by=actor,
+    )
+    try:
+        with transaction.atomic():
+            EndUserLink.objects.create(app=app, user_id=user_id, requirement=requirement, connection=connection)
+    except IntegrityError as exc:
+        raise Conflict("Another authorization for this requirement started at the same time; try again.") from exc
+    return connection
+
+
+def oauth_authorization_complete(*, state: str, code: str, browser_binding: str = "") -> OAuthState:
+    """Finish the flow the provider redirected back with (project or end-user connection): the connection
+    gets its tokens and turns active; an end user's link points at it.
+
+    Raises OAuthFlowError for an unknown, replayed or expired state, a browser mismatch or a provider
+    refusal. The returned OAuthState says where to send the browser (`return_to`) and for whom it was.
+    """
+    record = oauth_state.state_consume(state=state, browser_binding=browser_binding)
+    token = oauth_flows.authorization_code_exchange(record=record, code=code)
+    with transaction.atomic():
+        connection = oauth_flows.authorized_tokens_store(record=record, token=token)
+        if record.app_id and record.requirement_id:
+            _end_user_link_point(record=record, connection=connection)
+    record.connection = connection
+    return record
+
+
+def _end_user_link_point(*, record: OAuthState, connection: Connection) -> None:
+    """The link of the flow's (app, user, requirement) points at the freshly authorized connection."""
+    link = EndUserLink.objects.filter(app=record.app_id, user_id=record.user_id, requirement=record.requirement_id).first()
+    if link is None:
+        EndUserLink.objects.create(
+            app_id=record.app_id, user_id=record.user_id, requirement_id=record.requirement_id, connection=connection
+        )
+    elif link.connection_id != connection.pk:
+        old = link.connection
+        link.connection = connection
+        link.save(update_fields=["connection", "updated_at"])
+        old.delete()
 
 
 def link_revoke(*, link: EndUserLink) -> dict:
@@ -167,7 +264,7 @@ def link_revoke(*, link: EndUserLink) -> dict:
     provider refused or could not be reached) or None (nothing to revoke, or no revocation URL).
     """
     connection = link.connection
-    revoked = oauth.revoke_upstream(connection=connection) if connection.type == "oauth2" else None
+    revoked = oauth_flows.revoke_upstream(connection=connection) if connection.type == "oauth2" else None
     with transaction.atomic():
         # Deleting the connection deletes the link with it (EndUserLink.connection cascades).
         Connection.objects.filter(pk=connection.pk).delete()

@@ -20,7 +20,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apps.connections import oauth
+from apps.connections import oauth_flows, oauth_state
+from apps.connections.models import OAuthProvider
 from apps.core.errors import ApplicationError
 from apps.deployments.selectors import app_by_id
 from apps.engine import connection_types
@@ -138,8 +139,6 @@ def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: in
 
 
 def _provider_origin(app, requirement) -> str:
-    from apps.connections.models import OAuthProvider
-
     provider = OAuthProvider.objects.filter(project=app.project_id, id=requirement.spec.get("provider_id")).only(
         "authorize_url"
     ).first()
@@ -202,7 +201,7 @@ def _exchange_token(request, token: str) -> HttpResponse:
         "jti": claims.jti,
         "redirect_url": claims.redirect_url,
         "exp": int(claims.expires_at.timestamp()),
-        "browser": oauth.new_browser_secret(),
+        "browser": oauth_state.new_browser_secret(),
     }
     request.session.pop(JUST_COMPLETED_KEY, None)
     request.session.set_expiry(claims.expires_at)
@@ -253,7 +252,7 @@ def start_oauth(request: HttpRequest, requirement_id) -> HttpResponse:
         requirement = selectors.deployed_requirement(app=ctx.app, requirement_id=requirement_id)
         url = services.end_user_authorize(
             app=ctx.app, user_id=ctx.user_id, requirement=requirement, connect_token_id=ctx.jti,
-            browser_binding=oauth.browser_binding_digest(ctx.browser_secret), return_to=reverse("connect:page"),
+            browser_binding=oauth_state.browser_binding_digest(ctx.browser_secret), return_to=reverse("connect:page"),
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -287,15 +286,15 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "")
     data = request.session.get(SESSION_KEY)
     browser_secret = data.get("browser", "") if isinstance(data, dict) else ""
-    binding = oauth.browser_binding_digest(browser_secret)
+    binding = oauth_state.browser_binding_digest(browser_secret)
     if request.GET.get("error"):
         try:
-            record = oauth.consume_denied_state(state=state, browser_binding=binding)
+            record = oauth_flows.consume_denied_state(state=state, browser_binding=binding)
         except ApplicationError as exc:
             return _callback_error(request, exc.message, in_session=bool(browser_secret))
         return _after_callback(request, record, ok=False)
     try:
-        record = oauth.complete_authorization(state=state, code=request.GET.get("code", ""), browser_binding=binding)
+        record = services.oauth_authorization_complete(state=state, code=request.GET.get("code", ""), browser_binding=binding)
     except ApplicationError as exc:
         return _callback_error(request, exc.message, in_session=bool(browser_secret))
     return _after_callback(request, record, ok=True)

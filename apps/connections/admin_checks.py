@@ -16,9 +16,9 @@ from apps.engine.errors import NodeError
 from apps.engine.http_merge import prepare_http_request
 from apps.engine.masking import Masker, connection_secrets
 from apps.engine.netguard import BlockedAddressError, checked_addresses, make_http_client
-from apps.engine.types import ResolvedConnection
 
 from .models import Connection
+from .resolved import to_resolved_connection
 
 TIMEOUT_SECONDS = 10.0
 
@@ -29,17 +29,11 @@ class CheckResult:
     message: str
 
 
-def _resolved(connection: Connection) -> ResolvedConnection:
-    from apps.credentials.services import to_resolved_connection  # credentials sits above connections
-
-    return to_resolved_connection(connection)
-
-
 def _http_check(connection: Connection) -> CheckResult:
     if connection.type == "http" and not (connection.config or {}).get("url"):
         return CheckResult(False, "no base URL configured: nothing to test (nodes give the URL)")
     # GET only: a test must not create anything upstream, whatever method the connection declares.
-    prepared = prepare_http_request(connection=_resolved(connection), config={"method": "GET"})
+    prepared = prepare_http_request(connection=to_resolved_connection(connection), config={"method": "GET"})
     with make_http_client(allow_private=settings.ALLOW_PRIVATE_NETWORK_TARGETS, timeout=TIMEOUT_SECONDS,
                           follow_redirects=False) as client:
         response = client.request(prepared.method, prepared.url, headers=prepared.headers, params=prepared.params)
@@ -67,6 +61,8 @@ def _openai_check(connection: Connection) -> CheckResult:
 
 
 def _postgresql_check(connection: Connection) -> CheckResult:
+    # Imported on use: only the admin's test of a postgresql connection needs the driver, and loading it
+    # at import would make every process that imports the admin pay for it (and fail where it is absent).
     import psycopg
 
     cfg = connection.config or {}
@@ -118,7 +114,7 @@ CHECKS = {
 
 def check_connection(connection: Connection) -> CheckResult:
     # connection_secrets also derives the parts of e.g. `Bearer X` / `Basic ...` header values.
-    masker = Masker(connection_secrets(_resolved(connection)))
+    masker = Masker(connection_secrets(to_resolved_connection(connection)))
     try:
         result = CHECKS[connection.type](connection)
     except BlockedAddressError as exc:

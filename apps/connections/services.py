@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -13,6 +14,7 @@ from apps.engine import connection_types
 from apps.engine.connection_types import ConfigError
 
 from .models import Connection, ConnectionConfigChange, OAuthProvider
+from .oauth_client import TOKEN_FIELDS
 from .selectors import connection_referrers
 
 
@@ -29,11 +31,48 @@ def _require_object(config: Any) -> None:
         raise BadRequest("Invalid connection config.", details={"config": {"config": ["must be an object"]}})
 
 
-def _record_change(*, connection: Connection, before: dict, after: dict, actor) -> None:
-    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+class _Keep:
+    """`expires_at` not given: the stored expiry stays as it is."""
+
+
+KEEP = _Keep()
+
+
+def connection_write_config(
+    *,
+    connection: Connection,
+    config: dict,
+    actor: Any,
+    status: str | None = None,
+    expires_at: datetime | None | _Keep = KEEP,
+) -> Connection:
+    """The one writer of a connection's config and of its history row: every config change goes through here.
+
+    An unsaved `connection` is inserted; a saved one must already be locked (or just created) by the caller,
+    which validated `config`. `status` and `expires_at` are written only when given. The history row records
+    who, when, which fields changed and a keyed fingerprint of the new config: never a value.
+    """
+    label = actor_label(actor)[:200]
+    adding = connection._state.adding
+    before = {} if adding else (connection.config or {})
+    connection.config = config
+    connection.updated_by = label
+    fields = ["config"]
+    if status is not None:
+        connection.status = status
+        fields.append("status")
+    if not isinstance(expires_at, _Keep):
+        connection.expires_at = expires_at
+        fields.append("expires_at")
+    if adding:
+        connection.save(force_insert=True)
+    else:
+        connection.save(update_fields=[*fields, "updated_by", "updated_at"])
+    changed = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
     ConnectionConfigChange.objects.create(
-        connection=connection, actor=actor_label(actor), changed_fields=changed, fingerprint=keyed_fingerprint(after)
+        connection=connection, actor=label, changed_fields=changed, fingerprint=keyed_fingerprint(config)
     )
+    return connection
 
 
 @transaction.atomic
@@ -66,14 +105,13 @@ def connection_create(
         raise Conflict("A connection with this name already exists in the project.", details={"name": [name]})
     try:
         with transaction.atomic():
-            connection = Connection.objects.create(
-                project=project, name=name, type=canonical, config=normalized, status=status,
-                provider=provider, created_by=actor_label(actor), updated_by=actor_label(actor),
+            connection = Connection(
+                project=project, name=name, type=canonical, status=status, provider=provider,
+                created_by=actor_label(actor)[:200],
             )
+            return connection_write_config(connection=connection, config=normalized, actor=actor)
     except IntegrityError as exc:
         raise Conflict("A connection with this name already exists in the project.") from exc
-    _record_change(connection=connection, before={}, after=normalized, actor=actor)
-    return connection
 
 
 def _provider_from_config(*, project: Project, config: dict) -> OAuthProvider:
@@ -104,24 +142,20 @@ def connection_update_config(*, connection: Connection, config: dict, actor=None
                 details={"config": {"url": ["cannot change while tokens are stored; authorize a new connection"]}},
             )
         config = {**config, "provider_id": before.get("provider_id")}
-        for token_field in ("access_token", "refresh_token", "expires_at", "scope", "token_type"):
+        for token_field in TOKEN_FIELDS:
             config.pop(token_field, None)
             if token_field in before:
                 config[token_field] = before[token_field]
     normalized = _validated(locked.type, config, base=before)
-    locked.config = normalized
-    locked.updated_by = actor_label(actor)
-    fields = ["config", "updated_by", "updated_at"]
+    status = None
     if locked.app_id is None and locked.type != "oauth2" and locked.status != Connection.Status.ACTIVE:
         # New credentials for a shared connection: give them a chance (a 401 will flag them again).
-        locked.status = Connection.Status.ACTIVE
-        fields.append("status")
-    locked.save(update_fields=fields)
-    _record_change(connection=locked, before=before, after=normalized, actor=actor)
-    return locked
+        status = Connection.Status.ACTIVE
+    return connection_write_config(connection=locked, config=normalized, actor=actor, status=status)
 
 
 def connection_set_status(*, connection: Connection, status: str) -> None:
+    """Only the status (e.g. `unauthorized` after a provider 401): one UPDATE, the config is untouched."""
     Connection.objects.filter(pk=connection.pk).update(status=status)
     connection.status = status
 

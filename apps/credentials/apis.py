@@ -6,9 +6,11 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.connections.resolved import to_resolved_connection
+
 from .authentication import IsSystem, SystemCredentialAuthentication
 from .models import CredentialAccess
-from .services import handle_unauthorized, internal_api_refusal_record, resolve_credentials, to_resolved_connection
+from .services import handle_unauthorized, internal_api_refusal_record, resolve_credentials
 
 
 def _connection_payload(resolved) -> dict:

@@ -24,7 +24,10 @@ from django.conf import settings
 
 from apps.connect.models import EndUserLink
 from apps.connections.models import Connection
-from apps.connections.oauth import force_refresh, near_expiry, refresh_if_needed
+from apps.connections.oauth_client import near_expiry
+from apps.connections.oauth_flows import force_refresh, refresh_if_needed
+from apps.connections.resolved import to_resolved_connection
+from apps.connections.services import connection_set_status
 from apps.engine.types import Resolution, ResolvedConnection
 from apps.workflows.models import Requirement
 
@@ -43,18 +46,7 @@ def _uuids(values: Sequence[Any]) -> list[str]:
 
 
 def _near_expiry(connection: Connection) -> bool:
-    return connection.type == "oauth2" and near_expiry(connection.config or {}, time.time())
-
-
-def to_resolved_connection(connection: Connection, *, requirement_id: str | None = None) -> ResolvedConnection:
-    return ResolvedConnection(
-        connection_id=str(connection.id),
-        type=connection.type,
-        config=connection.config or {},
-        owner="end_user" if connection.app_id else "project",
-        user_id=connection.user_id or None,
-        requirement_id=requirement_id,
-    )
+    return connection.type == "oauth2" and near_expiry(connection.config or {})
 
 
 def _load(*, app_id: str, user_id: str | None, connection_ids: list[str], requirement_ids: list[str]):
@@ -198,7 +190,7 @@ def handle_unauthorized(*, connection_id: str, requirement_id: str | None, run_i
         if force_refresh(connection_id=connection.id):
             return Connection.objects.get(id=connection.id)
     if connection.app_id is not None:
-        Connection.objects.filter(id=connection.id).update(status=Connection.Status.UNAUTHORIZED)
+        connection_set_status(connection=connection, status=Connection.Status.UNAUTHORIZED)
         logger.info("end-user connection %s marked unauthorized after a provider 401 (run %s)", connection.id, run_id)
     return None
 

@@ -74,10 +74,6 @@ class ConnectionType:
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
 
-    @property
-    def secret_field_names(self) -> frozenset[str]:
-        return frozenset(f.name for f in self.fields if f.secret)
-
 
 def url_problem(value: str) -> str | None:
     """Why `value` cannot be a connection URL, or None.

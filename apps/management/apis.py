@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import AccessKeyAuthentication, HasAccessKey
 from apps.accounts.models import AccessKey
 from apps.connect.services import link_revoke
-from apps.connections import oauth
+from apps.connections import oauth_flows
 from apps.connections import services as connection_services
 from apps.connections.models import Connection
 from apps.core.errors import BadRequest, Conflict, Forbidden
@@ -183,7 +183,7 @@ class ConnectionAuthorizeApi(ManagementAPIView):
         if connection.type != "oauth2" or connection.app_id is not None:
             raise BadRequest("Only a shared OAuth2 connection can be authorized here.",
                              details={"connection": ["not a shared oauth2 connection"]})
-        url = oauth.start_project_authorization(connection=connection, actor=self.key)
+        url = oauth_flows.start_project_authorization(connection=connection, actor=self.key)
         return Response({"data": {"url": url}})
 
 

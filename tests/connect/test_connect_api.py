@@ -351,21 +351,21 @@ class TestIsolation:
 
 
 def test_the_oauth2_flow_copies_the_requirements_fixed_url_into_the_connection(setup):
-    from apps.connections import oauth
+    from apps.connect.services import end_user_oauth_authorization_start
 
     assert setup.crm.spec["config"] == {"url": "https://crm.example.com"}
-    oauth.start_end_user_authorization(app=setup.app, user_id="user-42", requirement=setup.crm, connect_token_id="t")
+    end_user_oauth_authorization_start(app=setup.app, user_id="user-42", requirement=setup.crm, connect_token_id="t")
     connection = EndUserLink.objects.select_related("connection").get(user_id="user-42").connection
     assert connection.config["url"] == "https://crm.example.com"
     # An older linked connection without a url gets it on re-authorization.
     Connection.objects.filter(pk=connection.pk).update(config={"provider_id": str(setup.provider.id), "scopes": []})
-    oauth.start_end_user_authorization(app=setup.app, user_id="user-42", requirement=setup.crm, connect_token_id="t")
+    end_user_oauth_authorization_start(app=setup.app, user_id="user-42", requirement=setup.crm, connect_token_id="t")
     connection.refresh_from_db()
     assert connection.config["url"] == "https://crm.example.com"
 
 
 def test_an_oauth2_requirement_without_a_fixed_url_cannot_start_a_flow(setup):
-    from apps.connections import oauth
+    from apps.connect.services import end_user_oauth_authorization_start
     from apps.core.errors import BadRequest
     from apps.workflows.models import Requirement
 
@@ -373,6 +373,6 @@ def test_an_oauth2_requirement_without_a_fixed_url_cannot_start_a_flow(setup):
     Requirement.objects.filter(pk=setup.crm.pk).update(spec={**setup.crm.spec, "config": {}})
     setup.crm.refresh_from_db()
     with pytest.raises(BadRequest):
-        oauth.start_end_user_authorization(app=setup.app, user_id="user-7", requirement=setup.crm, connect_token_id="t")
+        end_user_oauth_authorization_start(app=setup.app, user_id="user-7", requirement=setup.crm, connect_token_id="t")
     assert not EndUserLink.objects.filter(user_id="user-7").exists()
     assert not Connection.objects.filter(user_id="user-7").exists()

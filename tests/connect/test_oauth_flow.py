@@ -13,8 +13,10 @@ import pytest
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from apps.connect.models import EndUserLink
-from apps.connections import oauth
+from apps.connect.services import oauth_authorization_complete
+from apps.connections import oauth_flows
 from apps.connections.models import Connection, OAuthState
+from apps.connections.oauth_client import OAuthFlowError
 from apps.connections.services import connection_create
 from apps.core.errors import BadRequest
 from tests import factories
@@ -83,8 +85,8 @@ def test_the_provider_checks_the_pkce_verifier(flow):
     url = _authorize_via_api(flow)
     query = _callback_query(consent(url))
     OAuthState.objects.update(code_verifier="a-wrong-verifier-of-sufficient-length-0123456789abcdef")
-    with pytest.raises(oauth.OAuthFlowError) as exc:
-        oauth.complete_authorization(state=query["state"], code=query["code"])
+    with pytest.raises(OAuthFlowError) as exc:
+        oauth_authorization_complete(state=query["state"], code=query["code"])
     assert exc.value.details == {"provider_error": "invalid_grant"}
     assert Connection.objects.get(app=flow.app).status == Connection.Status.INCOMPLETE
     assert not AccessToken.objects.exists()
@@ -143,8 +145,8 @@ def test_the_code_is_only_exchanged_with_the_exact_redirect_uri(flow):
     url = _authorize_via_api(flow)
     query = _callback_query(consent(url))
     OAuthState.objects.update(redirect_uri="http://localhost:1/connect/oauth2/callback")
-    with pytest.raises(oauth.OAuthFlowError):
-        oauth.complete_authorization(state=query["state"], code=query["code"])
+    with pytest.raises(OAuthFlowError):
+        oauth_authorization_complete(state=query["state"], code=query["code"])
     assert not AccessToken.objects.exists()
 
 
@@ -169,10 +171,10 @@ def test_a_declined_consent_leaves_the_connection_incomplete(flow, platform):
 def test_refresh_against_the_provider(flow):
     url = _authorize_via_api(flow)
     query = _callback_query(consent(url))
-    oauth.complete_authorization(state=query["state"], code=query["code"])
+    oauth_authorization_complete(state=query["state"], code=query["code"])
     connection = Connection.objects.get(app=flow.app)
     old_access, old_refresh = connection.config["access_token"], connection.config["refresh_token"]
-    assert oauth.force_refresh(connection_id=connection.id) is True
+    assert oauth_flows.force_refresh(connection_id=connection.id) is True
     connection.refresh_from_db()
     assert connection.config["access_token"] != old_access
     assert connection.config["refresh_token"] != old_refresh  # the provider rotates refresh tokens
@@ -182,9 +184,9 @@ def test_refresh_against_the_provider(flow):
 def test_revocation_against_the_provider(flow):
     url = _authorize_via_api(flow)
     query = _callback_query(consent(url))
-    oauth.complete_authorization(state=query["state"], code=query["code"])
+    oauth_authorization_complete(state=query["state"], code=query["code"])
     connection = Connection.objects.get(app=flow.app)
-    assert oauth.revoke_upstream(connection=connection) is True
+    assert oauth_flows.revoke_upstream(connection=connection) is True
     refresh = RefreshToken.objects.get(token=connection.config["refresh_token"])
     assert refresh.revoked is not None
     assert not AccessToken.objects.filter(token=connection.config["access_token"]).exists()
@@ -234,7 +236,7 @@ def test_project_connection_flow_from_the_admin(flow, platform, provider_base):
                                    config={"provider_id": str(flow.provider.id), "url": "https://crm.example.com",
                                            "scopes": ["read"]}, actor="test")
     assert connection.status == Connection.Status.INCOMPLETE
-    url = oauth.start_project_authorization(connection=connection, actor="test")
+    url = oauth_flows.start_project_authorization(connection=connection, actor="test")
     assert url.startswith(f"{provider_base}/o/authorize/?")
     location = consent(url).headers["location"]
     with httpx.Client(follow_redirects=False, trust_env=False) as browser:
@@ -250,4 +252,4 @@ def test_project_connection_flow_from_the_admin(flow, platform, provider_base):
 def test_an_end_user_connection_cannot_start_a_project_flow(flow):
     link = factories.link_end_user(flow.app, flow.crm, "u", {"provider_id": str(flow.provider.id)})
     with pytest.raises(BadRequest, match="End-user connections are authorized through the connect flow"):
-        oauth.start_project_authorization(connection=link.connection)
+        oauth_flows.start_project_authorization(connection=link.connection)

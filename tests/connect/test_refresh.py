@@ -11,7 +11,7 @@ from django.db import connection as db_connection
 from django.db import connections
 
 from apps.connect.models import EndUserLink
-from apps.connections import oauth
+from apps.connections import oauth_flows
 from apps.connections.models import Connection
 from tests import factories
 from tests.connect.conftest import build_connect_setup
@@ -68,7 +68,7 @@ def test_it_refreshes_an_expired_token_once_for_50_concurrent_resolutions(projec
         def resolve():
             try:
                 barrier.wait()
-                oauth.refresh_if_needed(connection_ids=[connection.id])
+                oauth_flows.refresh_if_needed(connection_ids=[connection.id])
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
             finally:
@@ -100,7 +100,7 @@ def test_a_response_without_a_refresh_token_keeps_the_old_one(project):
     endpoint = TokenEndpoint(rotate=False)
     with HttpStub(endpoint) as stub:
         connection = _oauth_connection(project, stub.url, expires_in=30)  # within the 60 s margin
-        oauth.refresh_if_needed(connection_ids=[connection.id])
+        oauth_flows.refresh_if_needed(connection_ids=[connection.id])
     connection.refresh_from_db()
     assert endpoint.calls == 1
     assert connection.config["access_token"] == "fresh-access-1"
@@ -113,7 +113,7 @@ def test_a_token_far_from_expiry_is_not_refreshed(project):
     endpoint = TokenEndpoint()
     with HttpStub(endpoint) as stub:
         connection = _oauth_connection(project, stub.url, expires_in=600)
-        oauth.refresh_if_needed(connection_ids=[connection.id])
+        oauth_flows.refresh_if_needed(connection_ids=[connection.id])
     assert endpoint.calls == 0
     connection.refresh_from_db()
     assert connection.config["access_token"] == OLD_ACCESS
@@ -124,14 +124,14 @@ def test_invalid_grant_marks_the_connection_expired(project, caplog):
     endpoint = TokenEndpoint(error="invalid_grant")
     with HttpStub(endpoint) as stub:
         connection = _oauth_connection(project, stub.url)
-        oauth.refresh_if_needed(connection_ids=[connection.id])
+        oauth_flows.refresh_if_needed(connection_ids=[connection.id])
     connection.refresh_from_db()
     assert connection.status == Connection.Status.EXPIRED
     assert connection.config["refresh_token"] == OLD_REFRESH
     assert OLD_REFRESH not in caplog.text and OLD_ACCESS not in caplog.text
     # An expired connection no longer satisfies the requirement, and is not retried on every run.
     with HttpStub(endpoint) as stub:
-        oauth.refresh_if_needed(connection_ids=[connection.id])
+        oauth_flows.refresh_if_needed(connection_ids=[connection.id])
     assert endpoint.calls == 1
 
 
@@ -140,7 +140,7 @@ def test_invalid_grant_marks_the_connection_expired(project, caplog):
 def test_other_refresh_errors_leave_the_connection_as_it_is(project, endpoint, caplog):
     with HttpStub(endpoint) as stub:
         connection = _oauth_connection(project, stub.url)
-        oauth.refresh_if_needed(connection_ids=[connection.id])
+        oauth_flows.refresh_if_needed(connection_ids=[connection.id])
     connection.refresh_from_db()
     assert connection.status == Connection.Status.ACTIVE
     assert connection.config["access_token"] == OLD_ACCESS
@@ -152,7 +152,7 @@ def test_other_refresh_errors_leave_the_connection_as_it_is(project, endpoint, c
 @pytest.mark.django_db
 def test_an_unreachable_token_endpoint_leaves_the_connection_as_it_is(project):
     connection = _oauth_connection(project, "http://127.0.0.1:9")
-    oauth.refresh_if_needed(connection_ids=[connection.id])
+    oauth_flows.refresh_if_needed(connection_ids=[connection.id])
     connection.refresh_from_db()
     assert connection.status == Connection.Status.ACTIVE
 
@@ -163,7 +163,7 @@ def test_the_token_endpoint_is_behind_the_ssrf_guard(project, settings):
     with HttpStub(endpoint) as stub:
         connection = _oauth_connection(project, stub.url)
         settings.ALLOW_PRIVATE_NETWORK_TARGETS = False
-        oauth.refresh_if_needed(connection_ids=[connection.id])
+        oauth_flows.refresh_if_needed(connection_ids=[connection.id])
     assert endpoint.calls == 0
     connection.refresh_from_db()
     assert connection.config["access_token"] == OLD_ACCESS
@@ -174,7 +174,7 @@ def test_force_refresh_gets_a_new_token_even_before_expiry(project):
     endpoint = TokenEndpoint()
     with HttpStub(endpoint) as stub:
         connection = _oauth_connection(project, stub.url, expires_in=3000)
-        assert oauth.force_refresh(connection_id=connection.id) is True
+        assert oauth_flows.force_refresh(connection_id=connection.id) is True
     connection.refresh_from_db()
     assert connection.config["access_token"] == "fresh-access-1"
 
@@ -183,7 +183,7 @@ def test_force_refresh_gets_a_new_token_even_before_expiry(project):
 def test_force_refresh_reports_failure(project):
     with HttpStub(TokenEndpoint(error="invalid_grant")) as stub:
         connection = _oauth_connection(project, stub.url, expires_in=3000)
-        assert oauth.force_refresh(connection_id=connection.id) is False
+        assert oauth_flows.force_refresh(connection_id=connection.id) is False
     connection.refresh_from_db()
     assert connection.status == Connection.Status.EXPIRED
 
@@ -191,8 +191,8 @@ def test_force_refresh_reports_failure(project):
 @pytest.mark.django_db
 def test_refresh_ignores_non_oauth_and_unknown_connections(project):
     shared = factories.make_connection(project)
-    oauth.refresh_if_needed(connection_ids=[shared.id, "6a1c4c1e-4b4e-4a53-9a51-2b1f3a7f0000"])
-    oauth.refresh_if_needed(connection_ids=[])
+    oauth_flows.refresh_if_needed(connection_ids=[shared.id, "6a1c4c1e-4b4e-4a53-9a51-2b1f3a7f0000"])
+    oauth_flows.refresh_if_needed(connection_ids=[])
     assert EndUserLink.objects.count() == 0
 
 
@@ -200,7 +200,7 @@ def test_refresh_ignores_non_oauth_and_unknown_connections(project):
 def test_revoke_upstream_sends_the_refresh_token_to_the_revocation_endpoint(project):
     with HttpStub(lambda r: StubResponse(200, {})) as stub:
         connection = _oauth_connection(project, stub.url, expires_in=3000)
-        assert oauth.revoke_upstream(connection=connection) is True
+        assert oauth_flows.revoke_upstream(connection=connection) is True
     sent = _form(stub.requests[0])
     assert stub.requests[0].path == "/revoke"
     assert sent["token"] == OLD_REFRESH and sent["token_type_hint"] == "refresh_token"
@@ -210,9 +210,9 @@ def test_revoke_upstream_sends_the_refresh_token_to_the_revocation_endpoint(proj
 def test_revoke_upstream_reports_a_refusal_and_a_missing_endpoint(project):
     with HttpStub(lambda r: StubResponse(503, {"error": "unavailable"})) as stub:
         connection = _oauth_connection(project, stub.url, expires_in=3000)
-        assert oauth.revoke_upstream(connection=connection) is False
+        assert oauth_flows.revoke_upstream(connection=connection) is False
         connection.provider.revoke_url = ""
         connection.provider.save()
         connection.refresh_from_db()
-        assert oauth.revoke_upstream(connection=connection) is None
-    assert oauth.revoke_upstream(connection=factories.make_connection(project)) is None
+        assert oauth_flows.revoke_upstream(connection=connection) is None
+    assert oauth_flows.revoke_upstream(connection=factories.make_connection(project)) is None

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from apps.connections import oauth
+from apps.connections import oauth_client
 from apps.credentials.resolvers import HttpResolver
 from apps.engine import make_http_client
 from apps.runs.callbacks import callback_client
@@ -72,7 +72,7 @@ def test_a_cookie_set_on_a_redirect_hop_is_not_replayed_on_the_next_hop(client):
 
 def _oauth_client():
     provider = SimpleNamespace(client_id="cid", client_secret="csecret")
-    return oauth._client(provider)
+    return oauth_client.client(provider)
 
 
 CLIENT_FACTORIES = {
@@ -80,7 +80,7 @@ CLIENT_FACTORIES = {
     "runs.http_client (http and llm nodes)": http_client,
     "runs.guarded_client(no redirects)": lambda: guarded_client(follow_redirects=False, timeout=5.0),
     "callbacks.callback_client": callback_client,
-    "connections.oauth._client": _oauth_client,
+    "connections.oauth_client.client": _oauth_client,
     "credentials.HttpResolver": lambda: HttpResolver(base_url="http://127.0.0.1:1", token="t")._client,
 }
 

@@ -337,8 +337,8 @@ def test_an_oauth_code_exchange_to_an_internal_or_unresolvable_endpoint_reports_
 ):
     from types import SimpleNamespace
 
-    from apps.connections import oauth
+    from apps.connections import oauth_client
 
     provider = SimpleNamespace(client_id="cid", client_secret="secret", token_url=token_url, pkce=False)
-    result = oauth._exchange_code(provider=provider, code="c", code_verifier="v", redirect="https://p.example/cb")
-    assert result == oauth._ProviderFailure(TARGET_NOT_ALLOWED)
+    result = oauth_client.exchange_code(provider=provider, code="c", code_verifier="v", redirect="https://p.example/cb")
+    assert result == oauth_client.ProviderFailure(TARGET_NOT_ALLOWED)

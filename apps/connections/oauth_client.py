@@ -1,0 +1,144 @@
+"""The OAuth2 client (authlib): authorization URL with PKCE S256, code exchange, refresh, RFC 7009 revocation.
+
+No database access here: callers pass an OAuthProvider and get tokens or a failure back.
+- Every outbound call goes through the SSRF-guarded transport (apps.engine.netguard), keeps no cookie jar,
+  never follows redirects (a token request must not be replayed elsewhere), and nothing secret is logged.
+- Token sets are authlib `OAuth2Token`s: authlib turns `expires_in` into `expires_at` and answers
+  `is_expired(leeway=...)`; this module only decides what is stored.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.oauth2.rfc6749 import OAuth2Token
+
+with warnings.catch_warnings():
+    # authlib 1.9 prefers the `httpx2` package and warns when it falls back to httpx (pinned here).
+    warnings.simplefilter("ignore")
+    from authlib.integrations.httpx_client import OAuth2Client
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from django.conf import settings
+
+from apps.core.errors import ApplicationError
+from apps.engine.netguard import BlockedAddressError, GuardedHTTPTransport, NoCookiesMixin
+
+from .models import OAuthProvider
+
+CALLBACK_PATH = "/connect/oauth2/callback"
+REFRESH_MARGIN_SECONDS = 60
+HTTP_TIMEOUT_SECONDS = 15.0
+TOKEN_FIELDS = ("access_token", "refresh_token", "expires_at", "scope", "token_type")
+
+
+class OAuthFlowError(ApplicationError):
+    """The authorization flow cannot complete (unknown, used or expired state; provider refusal)."""
+
+    code, status = "oauth_error", 400
+
+
+@dataclass
+class ProviderFailure:
+    """Why a code exchange failed, as a code only: a provider's or the network's text is never echoed."""
+
+    error: str
+
+
+def redirect_uri() -> str:
+    """The one redirect URI registered with every provider: exact, never built from the request."""
+    return settings.PLATFORM_URL.rstrip("/") + CALLBACK_PATH
+
+
+class _OAuthClient(NoCookiesMixin, OAuth2Client):
+    """authlib's client without a cookie jar: a provider's Set-Cookie is never sent back (SPEC 12)."""
+
+
+def client(provider: OAuthProvider) -> OAuth2Client:
+    # client_secret_post: accepted by the common providers (and RFC 6749 2.3.1 allows it).
+    return _OAuthClient(
+        client_id=provider.client_id,
+        client_secret=provider.client_secret or "",
+        token_endpoint_auth_method="client_secret_post",
+        revocation_endpoint_auth_method="client_secret_post",
+        transport=GuardedHTTPTransport(allow_private=settings.ALLOW_PRIVATE_NETWORK_TARGETS),
+        trust_env=False,
+        follow_redirects=False,
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+
+
+def authorization_url(*, provider: OAuthProvider, scopes: list[str], state: str, code_verifier: str) -> str:
+    params: dict[str, Any] = {"redirect_uri": redirect_uri()}
+    if scopes:
+        params["scope"] = " ".join(scopes)
+    if provider.pkce:
+        params["code_challenge"] = create_s256_code_challenge(code_verifier)
+        params["code_challenge_method"] = "S256"
+    return prepare_grant_uri(provider.authorize_url, client_id=provider.client_id, response_type="code", state=state, **params)
+
+
+def exchange_code(*, provider: OAuthProvider, code: str, code_verifier: str, redirect: str) -> OAuth2Token | ProviderFailure:
+    kwargs: dict[str, Any] = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect}
+    if provider.pkce:
+        kwargs["code_verifier"] = code_verifier
+    try:
+        with client(provider) as oauth_client:
+            return OAuth2Token.from_dict(oauth_client.fetch_token(provider.token_url, **kwargs))
+    except OAuthError as exc:
+        return ProviderFailure(str(exc.error or "oauth_error"))
+    except BlockedAddressError as exc:
+        return ProviderFailure(exc.code)  # the guard's one code: no hint whether the name resolved
+    except Exception as exc:  # network errors, non-JSON answers: never echo their text
+        return ProviderFailure(type(exc).__name__)
+
+
+def refresh(*, provider: OAuthProvider, refresh_token: str) -> OAuth2Token:
+    """The provider's answer to a refresh grant. Raises authlib's OAuthError on a refusal, anything else on
+    a network, guard or parsing failure: the caller decides what each means for the connection."""
+    with client(provider) as oauth_client:
+        return OAuth2Token.from_dict(oauth_client.refresh_token(provider.token_url, refresh_token=refresh_token))
+
+
+def revoke(*, provider: OAuthProvider, token: str, hint: str) -> int:
+    """RFC 7009 revocation; returns the provider's HTTP status. Raises on a network or guard failure."""
+    with client(provider) as oauth_client:
+        return oauth_client.revoke_token(provider.revoke_url, token=token, token_type_hint=hint).status_code
+
+
+def token_set(token: dict[str, Any], *, previous: dict[str, Any]) -> dict[str, Any]:
+    """The token fields to store from a provider answer (`previous`: the stored config)."""
+    access_token = token.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise OAuthFlowError("The provider answered without an access token.", code="provider_error")
+    result: dict[str, Any] = {"access_token": access_token, "token_type": str(token.get("token_type") or "Bearer")}
+    # A response without a new refresh token keeps the old one (RFC 6749 6: the server MAY issue one).
+    refresh_token = token.get("refresh_token") or previous.get("refresh_token")
+    if refresh_token:
+        result["refresh_token"] = str(refresh_token)
+    expires_at = token.get("expires_at")
+    if not isinstance(expires_at, int) and isinstance(token.get("expires_in"), (int, float, str)):
+        # authlib computes expires_at = now + expires_in; a value it cannot read means "unknown expiry".
+        try:
+            expires_at = OAuth2Token({"expires_in": int(float(token["expires_in"]))}).get("expires_at")
+        except ValueError:
+            expires_at = None
+    if isinstance(expires_at, int):
+        result["expires_at"] = expires_at
+    scope = token.get("scope", previous.get("scope"))
+    if isinstance(scope, list):
+        scope = " ".join(scope)
+    if scope:
+        result["scope"] = str(scope)
+    return result
+
+
+def near_expiry(config: dict[str, Any]) -> bool:
+    """The stored token expires within REFRESH_MARGIN_SECONDS (or has expired); False when its expiry is unknown."""
+    expires_at = config.get("expires_at")
+    if not isinstance(expires_at, int):
+        return False
+    return bool(OAuth2Token({"expires_at": expires_at}).is_expired(leeway=REFRESH_MARGIN_SECONDS))
