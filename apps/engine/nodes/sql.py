@@ -60,13 +60,12 @@ def run(env: NodeEnv) -> Any:
         # Connect to the checked address (hostaddr); `host` still serves TLS verification.
         kwargs["hostaddr"] = checked_addresses(host, port, allow_private=False)[0]
 
-    connect = env.run.db_connect
-    if connect is None:
-        import psycopg  # imported on first use: most runs never touch SQL
-
-        connect = psycopg.connect
+    # Imported on first use (a heavy driver; most runs never touch SQL), not at module load.
+    import psycopg
     from psycopg import Error as PsycopgError
     from psycopg.rows import dict_row
+
+    connect = env.run.db_connect or psycopg.connect
 
     try:
         conn = connect(**kwargs)
