@@ -34,6 +34,14 @@ _KIND_OK: dict[Kind, Callable[[Any], bool]] = {
     Kind.MAPPING: lambda v: isinstance(v, Mapping),
 }
 
+# The message for an optional key of the wrong kind (ANY is always right).
+_WRONG_KIND: dict[Kind, str] = {
+    Kind.TEXT: "must be a non-empty string",
+    Kind.NONBLANK_TEXT: "must be a non-empty string",
+    Kind.TEMPLATE: "must be a template (a string, object or array)",
+    Kind.MAPPING: "must be an object",
+}
+
 
 @dataclass(frozen=True)
 class ConfigKey:
@@ -70,11 +78,10 @@ class NodeType:
         """Add this node's shape errors (`path` is `nodes.<index>`; `config` is already known to be a mapping)."""
         self.extra_check(node, config, path, errors)
         for key in self.config:
-            if key.required:
-                if not _KIND_OK[key.kind](config.get(key.name)):
-                    errors.add(f"{path}.config.{key.name}", "this field is required")
-            elif key.name in config and not _KIND_OK[key.kind](config[key.name]):
-                errors.add(f"{path}.config.{key.name}", "must be an object")
+            if key.required and not _KIND_OK[key.kind](config.get(key.name)):
+                errors.add(f"{path}.config.{key.name}", "this field is required")
+            elif not key.required and key.name in config and not _KIND_OK[key.kind](config[key.name]):
+                errors.add(f"{path}.config.{key.name}", _WRONG_KIND[key.kind])
 
     def accepts(self, connection_type: str) -> bool:
         return connection_type in self.connection_types
