@@ -90,7 +90,10 @@ def origin_text(url: str) -> str:
 def normalize_origin(value: Any) -> str | None:
     """`https://Example.com/x` -> `https://example.com` (path, query and fragment dropped); None when the
     value is not an http(s) URL with a host."""
-    parts = urlsplit(str(value))
+    try:
+        parts = urlsplit(str(value))
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         return None
     return f"{parts.scheme}://{parts.netloc.lower()}"
