@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -12,7 +11,7 @@ from apps.connections.models import Connection, OAuthProvider, OAuthState
 from apps.connections.services import connection_write_config
 from apps.core.errors import BadRequest, Conflict, NotFound
 from apps.deployments.models import App
-from apps.engine import connection_types
+from apps.engine import connection_types, origins
 from apps.engine.connection_types import ConfigError
 from apps.workflows.models import Requirement
 
@@ -21,28 +20,12 @@ from .models import EndUserLink, UsedConnectToken
 from .selectors import end_user_link
 
 
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """The origin a browser would go to, or None for anything ambiguous.
-
-    Refused: backslashes (WHATWG parsers read `\\` as `/`, Python's urlsplit does not, so
-    `https://evil.example\\@good.example/` would pass a urlsplit check and land on evil.example),
-    whitespace and control characters, and userinfo (`user@host`).
-    """
-    if not isinstance(url, str) or "\\" in url or any(c.isspace() or ord(c) < 32 for c in url):
-        return None
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        return None
-    origin = connection_types.origin(url)
-    return origin if origin and origin[0] in ("http", "https") else None
-
-
 def redirect_url_allowed(*, app: App, redirect_url: str) -> bool:
     """Origin comparison (scheme, host, port; default ports normalized) against the App's allowed origins."""
-    origin = _origin(redirect_url)
+    origin = origins.browser_origin(redirect_url)
     if origin is None:
         return False
-    return any(_origin(allowed) == origin for allowed in app.allowed_redirect_origins or [])
+    return any(origins.browser_origin(allowed) == origin for allowed in app.allowed_redirect_origins or [])
 
 
 def connect_token_create(*, app: App, user_id: str, redirect_url: str | None = None) -> tuple[str, str, datetime]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -24,7 +23,7 @@ from apps.connections import oauth_flows, oauth_state
 from apps.connections.models import OAuthProvider
 from apps.core.errors import ApplicationError
 from apps.deployments.selectors import app_by_id
-from apps.engine import connection_types
+from apps.engine import connection_types, origins
 
 from . import forms, selectors, services, tokens
 from .csrf import csrf_protect_no_referrer
@@ -34,11 +33,6 @@ logger = logging.getLogger(__name__)
 SESSION_KEY = "connect"
 JUST_COMPLETED_KEY = "connect_just_completed"
 AUTO_RETURN_SECONDS = 3
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
 def _csp(form_origins=()) -> str:
@@ -129,7 +123,7 @@ def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: in
         "all_complete": all_complete,
         "pending_count": sum(1 for st in statuses if not st.completed),
         "redirect_url": ctx.redirect_url,
-        "redirect_origin": _origin(ctx.redirect_url),
+        "redirect_origin": origins.origin_text(ctx.redirect_url),
         "auto_return": bool(just_completed and ctx.redirect_url),
         "auto_return_seconds": AUTO_RETURN_SECONDS,
     }
@@ -142,7 +136,7 @@ def _provider_origin(app, requirement) -> str:
     provider = OAuthProvider.objects.filter(project=app.project_id, id=requirement.spec.get("provider_id")).only(
         "authorize_url"
     ).first()
-    return _origin(provider.authorize_url) if provider else ""
+    return origins.origin_text(provider.authorize_url) if provider else ""
 
 
 def _mark_if_complete(request, ctx: _Context) -> None:
@@ -258,7 +252,7 @@ def start_oauth(request: HttpRequest, requirement_id) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect(reverse("connect:page"))
     response = redirect(url)
-    response.form_origins = {_origin(url)}
+    response.form_origins = {origins.origin_text(url)}
     return response
 
 

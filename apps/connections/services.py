@@ -10,7 +10,7 @@ from apps.accounts.models import Project
 from apps.core.actors import actor_label
 from apps.core.crypto import keyed_fingerprint
 from apps.core.errors import BadRequest, Conflict
-from apps.engine import connection_types
+from apps.engine import connection_types, origins
 from apps.engine.connection_types import ConfigError
 
 from .models import Connection, ConnectionConfigChange, OAuthProvider
@@ -135,7 +135,7 @@ def connection_update_config(*, connection: Connection, config: dict, actor=None
         # Token fields belong to the authorization flow; an edit can only change the non-token fields,
         # and never the origin the tokens go to while tokens are stored (authorize a new connection).
         if before.get("access_token") and before.get("url") and (
-            connection_types.origin(config.get("url") or "") != connection_types.origin(before["url"])
+            origins.origin(config.get("url") or "") != origins.origin(before["url"])
         ):
             raise BadRequest(
                 "Invalid connection config.",

@@ -6,7 +6,6 @@ import logging
 import re
 import secrets
 import uuid
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -14,6 +13,7 @@ from django.db import IntegrityError, transaction
 from apps.accounts.models import Project
 from apps.core.actors import actor_label
 from apps.core.errors import BadRequest, Conflict, NotFound
+from apps.engine.origins import normalize_origin
 from apps.workflows.models import WorkflowVersion
 
 from .models import App, Deployment
@@ -31,10 +31,10 @@ def normalize_origins(origins) -> list[str]:
         raise BadRequest("Invalid App.", details={"allowed_redirect_origins": ["must be a list of origins"]})
     result = []
     for origin in origins:
-        parts = urlsplit(str(origin))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        normalized = normalize_origin(origin)
+        if normalized is None:
             raise BadRequest("Invalid App.", details={"allowed_redirect_origins": [f"'{origin}' is not an origin"]})
-        result.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        result.append(normalized)
     return list(dict.fromkeys(result))
 
 

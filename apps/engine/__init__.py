@@ -1,9 +1,11 @@
 """The execution engine: pure Python, no Django imports.
 
 It receives a definition, the run input and a CredentialResolver, runs the nodes and returns a RunResult in
-which every secret it resolved is masked. See `executor.execute`.
+which every secret it resolved is masked. See `executor.execute`; a definition's shape is checked by
+`definition.check_definition`, node types live in `nodes/`, origins in `origins.py`.
 """
 
+from .definition import check_definition, check_run_input
 from .errors import NodeError, RunCanceled, TemplateLimitError
 from .executor import execute
 from .http_merge import PreparedRequest, prepare_http_request
@@ -37,6 +39,8 @@ __all__ = [
     "RunResult",
     "TemplateLimitError",
     "TemplateLimits",
+    "check_definition",
+    "check_run_input",
     "check_url_target",
     "collect_references",
     "execute",

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import origins
+
 MASK = "********"
 
 # Names that carry credential material. Used to refuse such keys inline in a workflow definition (an
@@ -27,6 +29,8 @@ SENSITIVE_KEY_RE = re.compile(
 )
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# Request parts that are objects of name -> value: merged key by key, every key of a connection's secret.
+REQUEST_MAPPINGS = ("headers", "params", "data")
 
 
 def is_sensitive_key(name: str) -> bool:
@@ -62,8 +66,6 @@ class ConnectionType:
     label: str
     fields: tuple[Field, ...]
     aliases: tuple[str, ...] = ()
-    # Node types this connection may serve.
-    node_types: tuple[str, ...] = ()
     # OAuth2 connections are filled by the authorization flow, never typed in by hand.
     oauth: bool = False
     # Fields that decide where the secrets are sent. Changing one of them makes every stored secret
@@ -84,11 +86,7 @@ def url_problem(value: str) -> str | None:
     userinfo is refused: a credential there would sit outside the secret fields, shown in clear.
     """
     stripped = value.strip()
-    scheme_end = stripped.find("://")
-    head = stripped
-    if scheme_end >= 0:
-        ends = [pos for pos in (stripped.find(sep, scheme_end + 3) for sep in "/?#") if pos >= 0]
-        head = stripped[: min(ends)] if ends else stripped
+    head = origins.authority_head(stripped) or stripped
     if "{" in head or "}" in head:
         return "no {placeholder} may sit in the scheme, host or port: the connection fixes where its secrets go"
     try:
@@ -107,7 +105,6 @@ HTTP = ConnectionType(
     name="http",
     label="HTTP",
     aliases=("dynamiq.connections.Http", "Http"),
-    node_types=("http",),
     destination_fields=("url",),
     fields=(
         Field("url", "url", label="Base URL",
@@ -128,7 +125,6 @@ HTTP_API_KEY = ConnectionType(
     name="http_api_key",
     label="HTTP API key",
     aliases=("dynamiq.connections.HttpApiKey", "HttpApiKey"),
-    node_types=("http",),
     destination_fields=("url",),
     fields=(
         Field("url", "url", required=True, label="Base URL"),
@@ -142,7 +138,6 @@ OPENAI = ConnectionType(
     name="openai",
     label="OpenAI-compatible LLM",
     aliases=("dynamiq.connections.OpenAI", "OpenAI"),
-    node_types=("llm",),
     destination_fields=("base_url",),
     fields=(
         Field("api_key", "string", required=True, secret=True, label="API key"),
@@ -155,7 +150,6 @@ OAUTH2 = ConnectionType(
     name="oauth2",
     label="OAuth2 account",
     aliases=("dynamiq.connections.OAuth2", "OAuth2"),
-    node_types=("http",),
     oauth=True,
     destination_fields=("url",),  # provider_id is fixed by the service
     fields=(
@@ -174,7 +168,6 @@ POSTGRESQL = ConnectionType(
     name="postgresql",
     label="PostgreSQL",
     aliases=("dynamiq.connections.PostgreSQL", "PostgreSQL"),
-    node_types=("sql",),
     destination_fields=("host", "port"),
     fields=(
         Field("host", "string", required=True, label="Host"),
@@ -328,23 +321,10 @@ def carries_credentials(type_name: str, config: Mapping[str, Any]) -> bool:
     return _carries_credentials(get_type(type_name), config)
 
 
-def origin(url: str) -> tuple[str, str, int | None] | None:
-    """(scheme, host, port) with default ports filled in; None for an empty or unparsable URL."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if not parts.scheme or not parts.hostname:
-        return None
-    scheme = parts.scheme.lower()
-    return scheme, parts.hostname.rstrip(".").lower(), port or {"http": 80, "https": 443}.get(scheme)
-
-
 def _destination(ctype: ConnectionType, name: str, value: Any) -> Any:
     field_ = ctype.field(name)
     if field_ is not None and field_.kind == "url" and isinstance(value, str) and value:
-        return origin(value)
+        return origins.origin(value)
     return value
 
 

@@ -32,3 +32,10 @@ class TemplateLimitError(NodeError):
 
     def __init__(self, limit: str, message: str) -> None:
         super().__init__("template_limit", message, limit=limit)
+
+
+class PathErrors(dict):
+    """Validation errors keyed by a path into a definition (`nodes.2.config.query`), in the order found."""
+
+    def add(self, path: str, message: str) -> None:
+        self.setdefault(path, []).append(message)

@@ -1,73 +1,43 @@
 """Run one workflow definition: resolve credentials once, then run the DAG and return a masked RunResult.
 
-Scheduling: nodes run in topological order (definition order among equals). A node starts as soon as all
-its dependencies succeeded; a node with a failed or skipped dependency is skipped. When only one node is
-ready it runs on the calling thread (a linear workflow never pays for threads); a thread pool is created
-only when independent branches are ready together.
+Scheduling (`RunScheduler`, over graphlib's prepare/get_ready/done protocol): nodes start in topological
+order (definition order among equals). A node starts as soon as all its dependencies succeeded; a node with
+a failed or skipped dependency is skipped. When only one node is ready it runs on the calling thread (a
+linear workflow never pays for threads); a thread pool is created only when independent branches are
+ready together.
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
+from graphlib import TopologicalSorter
 from typing import Any
 
 import httpx
 from jinja2 import TemplateError
 
+from .definition import DefinitionError, RunGraph, run_graph
 from .errors import NodeError, RunCanceled
-from .masking import Masker, connection_secrets
+from .masking import Masker
 from .netguard import BlockedAddressError
-from .nodes import RUNNERS, NodeEnv, validate_input
+from .nodes import RUNNERS, validate_input
 from .refs import collect_references
+from .state import EventCallback, NodeEnv, RunState
 from .templating import use_limits
-from .types import CredentialResolver, NodeResult, ResolvedConnection, RunContext, RunOptions, RunResult
+from .types import CredentialResolver, NodeResult, Resolution, ResolvedConnection, RunContext, RunOptions, RunResult
 
 MAX_PARALLEL_NODES = 8
-EventCallback = Callable[[str, dict], None]
 
-
-class DefinitionError(ValueError):
-    pass
+__all__ = ["MAX_PARALLEL_NODES", "DefinitionError", "EventCallback", "RunScheduler", "RunState", "execute"]
 
 
 def _now_ms() -> float:
     return time.monotonic() * 1000.0
-
-
-def _graph(definition: Any) -> tuple[dict[str, Mapping[str, Any]], dict[str, list[str]], list[str]]:
-    """(nodes by id, dependencies by id, topological order). Stable: definition order among equals."""
-    if not isinstance(definition, Mapping) or not isinstance(definition.get("nodes"), list):
-        raise DefinitionError("The definition must be an object with a list of nodes")
-    nodes: dict[str, Mapping[str, Any]] = {}
-    for node in definition["nodes"]:
-        if not isinstance(node, Mapping) or not isinstance(node.get("id"), str) or not node["id"]:
-            raise DefinitionError("Every node needs a string id")
-        if node["id"] in nodes:
-            raise DefinitionError(f"Duplicate node id {node['id']!r}")
-        if node.get("type") not in RUNNERS:
-            raise DefinitionError(f"Node {node['id']!r} has an unknown type {node.get('type')!r}")
-        nodes[node["id"]] = node
-    deps: dict[str, list[str]] = {}
-    for node_id, node in nodes.items():
-        depends_on = node.get("depends_on") or []
-        if not isinstance(depends_on, list) or any(d not in nodes for d in depends_on):
-            raise DefinitionError(f"Node {node_id!r} depends on an unknown node")
-        deps[node_id] = list(dict.fromkeys(depends_on))
-    order: list[str] = []
-    placed: set[str] = set()
-    pending = list(nodes)
-    while pending:
-        progress = [n for n in pending if all(d in placed for d in deps[n])]
-        if not progress:
-            raise DefinitionError("depends_on has a cycle")
-        for n in progress:
-            order.append(n)
-            placed.add(n)
-        pending = [n for n in pending if n not in placed]
-    return nodes, deps, order
 
 
 def _error_dict(exc: BaseException) -> dict[str, Any]:
@@ -85,58 +55,154 @@ def _error_dict(exc: BaseException) -> dict[str, Any]:
     return {"type": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
 
 
-class RunState:
-    """What node runners may use for one run. Thread-safe where branches run concurrently."""
-
-    def __init__(
-        self,
-        *,
-        resolver: CredentialResolver,
-        context: RunContext,
-        options: RunOptions,
-        http_client: httpx.Client,
-        masker: Masker,
-        on_event: EventCallback | None,
-        is_canceled: Callable[[], bool] | None,
-        db_connect: Callable | None,
-        allow_private_network: bool,
-    ) -> None:
-        self.resolver = resolver
-        self.context = context
-        self.options = options
-        self.http_client = http_client
-        self.masker = masker
-        self.on_event = on_event
-        self.is_canceled = is_canceled
-        self.db_connect = db_connect
-        self.allow_private_network = allow_private_network
-        self.input_value: dict[str, Any] = {}
-        self._event_lock = threading.Lock()
-        self._masker_lock = threading.Lock()
-
-    def emit(self, type: str, data: dict, *, masked: bool = False) -> None:
-        if self.on_event is None:
-            return
-        payload = data if masked else self.masker.mask(data)
-        with self._event_lock:  # never two callbacks at once, even from concurrent branches
-            self.on_event(type, payload)
-
-    def canceled(self) -> bool:
-        return bool(self.is_canceled and self.is_canceled())
-
-    def unauthorized(self, connection: ResolvedConnection) -> ResolvedConnection | None:
-        replacement = self.resolver.on_unauthorized(connection=connection, run_id=self.context.run_id)
-        if replacement is not None:
-            with self._masker_lock:  # a refreshed token is a new secret to mask
-                self.masker = self.masker.extended(connection_secrets(replacement))
-        return replacement
-
-
 def _failed(code: str, message: str, details: dict | None = None, nodes: dict | None = None) -> RunResult:
     return RunResult(
         status="failed", output=None, error={"code": code, "message": message, "details": details or {}},
         nodes=nodes or {},
     )
+
+
+class RunScheduler:
+    """Runs the nodes of one graph for one run; `run()` returns every node's result in topological order.
+
+    Stops starting nodes on cancel, or on the first failure when `options.error_on_node_failure`: what was
+    not started is skipped (reason `canceled` / `run_failed`), what runs is waited for.
+    """
+
+    def __init__(self, *, graph: RunGraph, state: RunState, resolution: Resolution) -> None:
+        self.graph = graph
+        self.state = state
+        self.resolution = resolution
+        self.results: dict[str, NodeResult] = {}
+        self.canceled = False
+        self.stop = False  # cancel, or a failure with error_on_node_failure: start nothing new
+        self._nodes_ctx: dict[str, dict[str, Any]] = {}
+        self._ctx_lock = threading.Lock()
+        self._position = {node_id: index for index, node_id in enumerate(graph.order)}
+        self._unstarted: dict[str, None] = dict.fromkeys(graph.order)  # neither started nor skipped
+        self._sorter: TopologicalSorter[str] = TopologicalSorter(graph.deps)
+
+    def run(self) -> dict[str, NodeResult]:
+        self._sorter.prepare()
+        running: dict[Future, str] = {}
+        pool: ThreadPoolExecutor | None = None
+        try:
+            while self._unstarted or running:
+                if not self.stop and self._unstarted and self.state.canceled():
+                    self.canceled = self.stop = True
+                ready = self._take_ready()
+                if not ready and not running:
+                    break
+                if len(ready) == 1 and not running:
+                    self._finish(ready[0], partial(self._run_node, ready[0]))
+                    continue
+                if ready:
+                    if pool is None:
+                        pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_NODES, thread_name_prefix="engine-node")
+                    for node_id in ready:
+                        running[pool.submit(self._run_node, node_id)] = node_id
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._finish(running.pop(future), future.result)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for node_id in self.graph.order:  # anything never reached (should not happen, but the result must be complete)
+            self.results.setdefault(node_id, NodeResult("skipped"))
+        return {node_id: self.results[node_id] for node_id in self.graph.order}
+
+    def _take_ready(self) -> list[str]:
+        """The nodes to start now, in topological order; skips (in that order) what cannot start."""
+        if self.stop:
+            for node_id in self._unstarted:
+                self._skip(node_id, "canceled" if self.canceled else "run_failed")
+            self._unstarted.clear()
+            return []
+        # Lowest position first: a node skipped here makes its dependants ready, and they come after it.
+        candidates = [(self._position[n], n) for n in self._sorter.get_ready()]
+        heapq.heapify(candidates)
+        ready: list[str] = []
+        while candidates:
+            _, node_id = heapq.heappop(candidates)
+            del self._unstarted[node_id]
+            if any(self.results[d].status != "success" for d in self.graph.deps[node_id]):
+                self._skip(node_id, "dependency_not_successful")
+                self._sorter.done(node_id)
+                for dependant in self._sorter.get_ready():
+                    heapq.heappush(candidates, (self._position[dependant], dependant))
+            else:
+                ready.append(node_id)
+        return ready
+
+    def _record(self, node_id: str, result: NodeResult) -> None:
+        self.results[node_id] = result
+        with self._ctx_lock:
+            self._nodes_ctx[node_id] = {"output": result.output, "status": result.status, "error": result.error}
+
+    def _skip(self, node_id: str, reason: str) -> None:
+        self._record(node_id, NodeResult("skipped"))
+        node_type = self.graph.nodes[node_id]["type"]
+        self.state.emit("node.skipped", {"node_id": node_id, "type": node_type, "reason": reason}, masked=True)
+
+    def _finish(self, node_id: str, outcome: Callable[[], NodeResult]) -> None:
+        try:
+            result = outcome()
+        except RunCanceled:
+            self.canceled = self.stop = True
+            error = {"type": "canceled", "message": "The run was canceled"}
+            result = NodeResult("failure", None, error, None, None, _now_ms())
+            node_type = self.graph.nodes[node_id]["type"]
+            self.state.emit("node.failed", {"node_id": node_id, "type": node_type, "error": error}, masked=True)
+        self._record(node_id, result)
+        self._sorter.done(node_id)
+        if result.status == "failure" and self.state.options.error_on_node_failure:
+            self.stop = True
+
+    def _connection_for(self, node: Mapping[str, Any]) -> ResolvedConnection | None:
+        ref = node.get("connection")
+        if not ref:
+            return None
+        if isinstance(ref, Mapping) and ref.get("id"):
+            found = self.resolution.connections.get(str(ref["id"]))
+        elif isinstance(ref, Mapping) and ref.get("requirement"):
+            found = self.resolution.requirements.get(str(ref["requirement"]))
+        else:
+            raise NodeError("invalid_config", "connection must be {\"id\": ...} or {\"requirement\": ...}")
+        if found is None:
+            raise NodeError("connection_unavailable", "The node's connection could not be resolved")
+        return found
+
+    def _run_node(self, node_id: str) -> NodeResult:
+        """Run one node; every node problem becomes a masked failure (only RunCanceled propagates)."""
+        state = self.state
+        node = self.graph.nodes[node_id]
+        node_type = node["type"]
+        started = _now_ms()
+        state.emit("node.started", {"node_id": node_id, "type": node_type}, masked=True)
+        env: NodeEnv | None = None
+        try:
+            with self._ctx_lock:
+                template_ctx = {"input": state.input_value, "nodes": dict(self._nodes_ctx)}
+            env = NodeEnv(node=node, context=template_ctx, connection=self._connection_for(node), run=state)
+            with use_limits(state.options.template_limits):  # every render in this node gets its own budget
+                raw_output = RUNNERS[node_type](env)
+            output = state.masker.mask(raw_output)  # read state.masker after: a 401 retry may have extended it
+        except RunCanceled:
+            raise
+        except Exception as exc:  # every node problem becomes a failure, never a traceback
+            error = state.masker.mask(_error_dict(exc))
+            provenance = env.connection.provenance() if env and env.connection else None
+            result = NodeResult("failure", None, error, provenance, started, _now_ms())
+            state.emit("node.failed", {"node_id": node_id, "type": node_type, "error": error}, masked=True)
+            return result
+        provenance = env.connection.provenance() if env.connection else None
+        result = NodeResult("success", output, None, provenance, started, _now_ms())
+        state.emit(
+            "node.completed",
+            {"node_id": node_id, "type": node_type, "output": output, "duration_ms": result.duration_ms},
+            masked=True,
+        )
+        return result
 
 
 def execute(
@@ -159,13 +225,12 @@ def execute(
     `is_canceled` is polled between nodes and between streamed LLM chunks: keep it cheap.
     """
     try:
-        nodes, deps, order = _graph(definition)
+        graph = run_graph(definition)
     except DefinitionError as exc:
         return _failed("invalid_definition", str(exc))
 
-    input_ids = [n for n in order if nodes[n]["type"] == "input"]
-    output_ids = [n for n in order if nodes[n]["type"] == "output"]
-    input_fields = nodes[input_ids[0]].get("fields") if input_ids else None
+    input_ids, output_ids = graph.ids_of_type("input"), graph.ids_of_type("output")
+    input_fields = graph.nodes[input_ids[0]].get("fields") if input_ids else None
     input_value, input_errors = validate_input(input_fields, run_input)
     if input_errors:
         return _failed("invalid_input", "The input does not match the workflow's input fields", input_errors)
@@ -187,7 +252,7 @@ def execute(
             {"unsatisfied": list(resolution.unsatisfied)},
         )
 
-    run = RunState(
+    state = RunState(
         resolver=resolver,
         context=context,
         options=options,
@@ -198,125 +263,17 @@ def execute(
         db_connect=db_connect,
         allow_private_network=allow_private_network,
     )
-    run.input_value = run.masker.mask(input_value)
+    state.input_value = state.masker.mask(input_value)
+    scheduler = RunScheduler(graph=graph, state=state, resolution=resolution)
+    ordered = scheduler.run()
+    return _run_result(scheduler, ordered, output_ids, input_ids)
 
-    results: dict[str, NodeResult] = {}
-    nodes_ctx: dict[str, dict[str, Any]] = {}
-    ctx_lock = threading.Lock()
 
-    def connection_for(node: Mapping[str, Any]) -> ResolvedConnection | None:
-        ref = node.get("connection")
-        if not ref:
-            return None
-        if isinstance(ref, Mapping) and ref.get("id"):
-            found = resolution.connections.get(str(ref["id"]))
-        elif isinstance(ref, Mapping) and ref.get("requirement"):
-            found = resolution.requirements.get(str(ref["requirement"]))
-        else:
-            raise NodeError("invalid_config", "connection must be {\"id\": ...} or {\"requirement\": ...}")
-        if found is None:
-            raise NodeError("connection_unavailable", "The node's connection could not be resolved")
-        return found
-
-    def run_node(node_id: str) -> NodeResult:
-        node = nodes[node_id]
-        node_type = node["type"]
-        started = _now_ms()
-        run.emit("node.started", {"node_id": node_id, "type": node_type}, masked=True)
-        env: NodeEnv | None = None
-        try:
-            with ctx_lock:
-                template_ctx = {"input": run.input_value, "nodes": dict(nodes_ctx)}
-            env = NodeEnv(node=node, context=template_ctx, connection=connection_for(node), run=run)
-            with use_limits(options.template_limits):  # every render in this node gets its own budget
-                raw_output = RUNNERS[node_type](env)
-            output = run.masker.mask(raw_output)  # read run.masker after: a 401 retry may have extended it
-        except RunCanceled:
-            raise
-        except Exception as exc:  # every node problem becomes a failure, never a traceback
-            error = run.masker.mask(_error_dict(exc))
-            provenance = env.connection.provenance() if env and env.connection else None
-            result = NodeResult("failure", None, error, provenance, started, _now_ms())
-            run.emit("node.failed", {"node_id": node_id, "type": node_type, "error": error}, masked=True)
-            return result
-        provenance = env.connection.provenance() if env.connection else None
-        result = NodeResult("success", output, None, provenance, started, _now_ms())
-        run.emit(
-            "node.completed",
-            {"node_id": node_id, "type": node_type, "output": output, "duration_ms": result.duration_ms},
-            masked=True,
-        )
-        return result
-
-    def record(node_id: str, result: NodeResult) -> None:
-        results[node_id] = result
-        with ctx_lock:
-            nodes_ctx[node_id] = {"output": result.output, "status": result.status, "error": result.error}
-
-    def skip(node_id: str, reason: str) -> None:
-        record(node_id, NodeResult("skipped"))
-        run.emit("node.skipped", {"node_id": node_id, "type": nodes[node_id]["type"], "reason": reason}, masked=True)
-
-    canceled = False
-    stop = False  # cancel, or a failure with error_on_node_failure: start nothing new
-    remaining = list(order)
-    running: dict[Future, str] = {}
-    pool: ThreadPoolExecutor | None = None
-
-    def finish(node_id: str, outcome: Callable[[], NodeResult]) -> None:
-        nonlocal canceled, stop
-        try:
-            result = outcome()
-        except RunCanceled:
-            canceled = stop = True
-            error = {"type": "canceled", "message": "The run was canceled"}
-            result = NodeResult("failure", None, error, None, None, _now_ms())
-            run.emit("node.failed", {"node_id": node_id, "type": nodes[node_id]["type"], "error": error}, masked=True)
-        record(node_id, result)
-        if result.status == "failure" and options.error_on_node_failure:
-            stop = True
-
-    try:
-        while remaining or running:
-            if not stop and remaining and run.canceled():
-                canceled = stop = True
-            ready: list[str] = []
-            for node_id in list(remaining):
-                if stop:
-                    remaining.remove(node_id)
-                    skip(node_id, "canceled" if canceled else "run_failed")
-                    continue
-                node_deps = deps[node_id]
-                if not all(d in results for d in node_deps):
-                    continue
-                remaining.remove(node_id)
-                if any(results[d].status != "success" for d in node_deps):
-                    skip(node_id, "dependency_not_successful")
-                else:
-                    ready.append(node_id)
-            if not ready and not running:
-                break
-            if len(ready) == 1 and not running:
-                node_id = ready[0]
-                finish(node_id, lambda node_id=node_id: run_node(node_id))
-                continue
-            if ready:
-                if pool is None:
-                    pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_NODES, thread_name_prefix="engine-node")
-                for node_id in ready:
-                    running[pool.submit(run_node, node_id)] = node_id
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in done:
-                finish(running.pop(future), future.result)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-
-    for node_id in order:  # anything never reached (should not happen, but the result must be complete)
-        results.setdefault(node_id, NodeResult("skipped"))
-    ordered = {node_id: results[node_id] for node_id in order}
-
-    if canceled:
+def _run_result(
+    scheduler: RunScheduler, ordered: dict[str, NodeResult], output_ids: list[str], input_ids: list[str]
+) -> RunResult:
+    options = scheduler.state.options
+    if scheduler.canceled:
         error = {"code": "canceled", "message": "The run was canceled", "details": {}}
         return RunResult(status="canceled", output=None, error=error, nodes=ordered)
 
@@ -328,13 +285,13 @@ def execute(
         error = ordered[node_id].error or {}
         return _failed(
             "node_failed",
-            run.masker.mask_text(f"Node {node_id} failed: {error.get('message', 'unknown error')}"),
+            scheduler.state.masker.mask_text(f"Node {node_id} failed: {error.get('message', 'unknown error')}"),
             {"node_id": node_id, "type": error.get("type")},
             ordered,
         )
 
     if options.last_node_output:
-        output = _last_output(ordered, deps, output_ids, input_ids)
+        output = _last_output(ordered, scheduler.graph.deps, output_ids, input_ids)
     elif output_ids:
         output = ordered[output_ids[0]].output
     else:

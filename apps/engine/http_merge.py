@@ -30,12 +30,11 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from .connection_types import HTTP_METHODS, carries_credentials
 from .errors import NodeError
+from .origins import http_origin, origin_is_templated, placeholder_in_origin
 from .types import ResolvedConnection
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
 Origin = tuple[str, str, int]
 
 
@@ -50,53 +49,8 @@ class PreparedRequest:
     pinned_origin: Origin | None = None
 
 
-def origin_of(url: str) -> Origin:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise NodeError("invalid_url", f"Not an absolute http(s) URL: {url!r}")
-    try:
-        port = parts.port or _DEFAULT_PORTS[scheme]
-    except ValueError as exc:
-        raise NodeError("invalid_url", f"Invalid port in URL: {url!r}") from exc
-    return scheme, parts.hostname.lower(), port
-
-
 def _is_absolute(url: str) -> bool:
     return bool(urlsplit(url).scheme)
-
-
-def _origin_is_templated(raw_url: Any) -> bool:
-    """True when the scheme/host/port part of a raw (unrendered) URL contains template syntax."""
-    if not isinstance(raw_url, str) or not any(mark in raw_url for mark in ("{{", "{%")):
-        return False
-    stripped = raw_url.lstrip()
-    if stripped.startswith("/") and not stripped.startswith("//"):
-        return False  # a path: the origin comes from another layer
-    scheme_end = stripped.find("://")
-    if scheme_end < 0:
-        return True
-    netloc_end = len(stripped)
-    for sep in "/?#":
-        pos = stripped.find(sep, scheme_end + 3)
-        if pos >= 0:
-            netloc_end = min(netloc_end, pos)
-    head = stripped[:netloc_end]
-    return "{{" in head or "{%" in head
-
-
-def _placeholder_in_origin(url: str) -> bool:
-    """True when a `{name}` placeholder sits in the scheme, userinfo, host or port of an absolute URL."""
-    stripped = url.strip()
-    scheme_end = stripped.find("://")
-    if scheme_end < 0:
-        return False
-    netloc_end = len(stripped)
-    for sep in "/?#":
-        pos = stripped.find(sep, scheme_end + 3)
-        if pos >= 0:
-            netloc_end = min(netloc_end, pos)
-    return bool(_PLACEHOLDER.search(stripped[:netloc_end]))
 
 
 def _mapping(layer: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
@@ -201,14 +155,14 @@ def prepare_http_request(
         allowed = declared
     config_parameters = _mapping(config, "parameters", "config")
     parameters = {**config_parameters, **_mapping(inputs, "parameters", "inputs")}
-    if connection is not None and _placeholder_in_origin(url):
+    if connection is not None and placeholder_in_origin(url):
         raise NodeError(
             "origin_not_allowed",
             "This node sends a connection's credentials, so no {placeholder} may choose the scheme, host or port "
             "of its URL",
         )
     url = _fill_parameters(url, parameters, allowed, declared)
-    final_origin = origin_of(url)
+    final_origin = http_origin(url)
 
     pinned: Origin | None = None
     if connection is not None:
@@ -221,7 +175,7 @@ def prepare_http_request(
             )
         node_url = config.get("url")
         if trusted is None and isinstance(node_url, str) and _is_absolute(node_url):
-            if not _origin_is_templated(raw_url if raw_url is not None else node_url):
+            if not origin_is_templated(raw_url if raw_url is not None else node_url):
                 trusted = node_url
         if not trusted:
             raise NodeError(
@@ -229,14 +183,14 @@ def prepare_http_request(
                 "This node sends a connection's credentials, so its URL must come from the connection or the "
                 "node config, not from run input",
             )
-        if _placeholder_in_origin(str(trusted)):
+        if placeholder_in_origin(str(trusted)):
             raise NodeError(
                 "origin_not_allowed",
                 "This node sends a connection's credentials, so no {placeholder} may choose the scheme, host or "
                 "port of its URL",
             )
         # The trusted layers only: run input must never take part in choosing where credentials go.
-        pinned = origin_of(_fill_parameters(str(trusted), config_parameters, allowed, set()))
+        pinned = http_origin(_fill_parameters(str(trusted), config_parameters, allowed, set()))
         if final_origin != pinned:
             raise NodeError(
                 "origin_not_allowed",

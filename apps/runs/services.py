@@ -24,7 +24,7 @@ from apps.core.formats import rfc3339
 from apps.credentials.services import InProcessResolver
 from apps.deployments.models import App
 from apps.engine import RunContext, RunOptions, RunResult, TemplateLimits, execute
-from apps.engine.nodes import validate_input
+from apps.engine.definition import check_run_input
 from apps.engine.types import CredentialResolver
 
 from .http import http_client
@@ -241,9 +241,7 @@ def check_input(*, app: App, run_input: dict[str, Any]) -> None:
     deployment = app.current_deployment
     if deployment is None:
         raise Conflict("The App has no deployed workflow version.")
-    nodes = (deployment.workflow_version.definition or {}).get("nodes") or []
-    fields = next((n.get("fields") for n in nodes if isinstance(n, dict) and n.get("type") == "input"), None)
-    _, errors = validate_input(fields, run_input)
+    errors = check_run_input(deployment.workflow_version.definition, run_input)
     if errors:
         raise BadRequest("The input does not match the workflow's input fields.", details={"input": errors})
 

@@ -226,3 +226,11 @@ class TestLifetime:
         result = _run([sys.executable, "-c", code], _env(CONNECT_TOKEN_TTL_SECONDS="86400"))
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "86400"
+
+
+def test_a_trailing_dot_is_another_origin(api_client, setup, owner_key):
+    # One origin rule everywhere (engine/origins.py): `client.example.com.` is not `client.example.com`.
+    response = _mint(api_client, setup.app, {"user_id": "u", "redirect_url": "https://client.example.com./x"},
+                     owner_key)
+    assert response.status_code == 400
+    assert "redirect_url" in response.json()["error"]["details"]

@@ -82,7 +82,7 @@ def test_the_sql_host_passes_the_ssrf_guard_unless_private_targets_are_allowed(r
 def test_db_connect_is_injectable_and_receives_the_checked_address(run, monkeypatch):
     import psycopg
 
-    import apps.engine.nodes as nodes_module
+    import apps.engine.nodes.sql as nodes_module
 
     seen = {}
 

@@ -562,7 +562,7 @@ def test_the_random_token_rule_catches_generated_keys_and_spares_identifiers():
     import random
     import string
 
-    from apps.workflows.inline_credentials import looks_random
+    from apps.engine.inline_credentials import looks_random
 
     rng = random.Random(20261201)
     alphabet = string.ascii_letters + string.digits + "-_"

@@ -1,5 +1,6 @@
 """What counts as a credential written inline in a workflow definition (SPEC §12 "No credential in a
-definition"). Pure functions over strings; `validation.py` walks the definition and keys errors by path.
+definition"). Pure functions over strings, and `scan_config`, which walks a node's config and keys
+errors by path (called by `definition.check_definition`).
 
 A string value of a node config is refused when, once its templates (`{{ ... }}`, `{% ... %}`,
 `{# ... #}`) are taken out (what a template renders comes from run input, not from the definition):
@@ -18,9 +19,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from apps.engine.connection_types import is_sensitive_key
+from .connection_types import REQUEST_MAPPINGS, is_sensitive_key
+from .errors import PathErrors
 
 _TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _PLACEHOLDER_ONLY = re.compile(r"\{[A-Za-z0-9_]*\}")
@@ -149,3 +153,63 @@ def credential_problem(value: str) -> str | None:
 def url_placeholders(url: str) -> set[str]:
     """`{name}` placeholders of a URL (those http_merge fills from `parameters`)."""
     return set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", _untemplated(url)))
+
+
+# Keys of node config (outside headers/params/data) that can only hold a credential. Narrower than
+# the header rule so that ordinary keys such as `max_tokens` stay valid.
+SECRET_CONFIG_KEY = re.compile(
+    r"^(api[-_]?key|apikey|password|passwd|secret|client[-_]?secret|access[-_]?token|refresh[-_]?token|"
+    r"token|authorization|bearer|private[-_]?key|cookie)$",
+    re.IGNORECASE,
+)
+
+
+def scan_config(config: Any, path: str, errors: PathErrors) -> None:
+    """Every credential written inline in a node config (keys and values), keyed by path."""
+    if isinstance(config, Mapping):
+        for key, value in config.items():
+            sub = f"{path}.{key}"
+            if key in REQUEST_MAPPINGS and isinstance(value, Mapping):
+                # Headers/params/data: the broader rule. One message per offending key (the narrower
+                # config rule below would otherwise report `Authorization` a second time).
+                for inner_key, inner_value in value.items():
+                    if is_sensitive_key(inner_key):
+                        errors.add(
+                            f"{sub}.{inner_key}",
+                            f"'{inner_key}' carries credentials; store it in a Connection and reference it.",
+                        )
+                    else:
+                        scan_config(inner_value, f"{sub}.{inner_key}", errors)
+            elif SECRET_CONFIG_KEY.match(str(key)):
+                errors.add(sub, f"'{key}' looks like a credential; store it in a Connection and reference it.")
+            else:
+                scan_config(value, sub, errors)
+    elif isinstance(config, list):
+        for index, item in enumerate(config):
+            scan_config(item, f"{path}.{index}", errors)
+    elif isinstance(config, str):
+        # Values too (SPEC §12): `?api_key=...`, `user:pass@`, `Bearer ...`, `sk-...`, random-looking tokens.
+        problem = credential_problem(config)
+        if problem:
+            errors.add(path, f"This value looks like a credential ({problem}); store it in a Connection and reference it.")
+
+
+def scan_secret_parameters(config: Mapping, path: str, errors: PathErrors) -> None:
+    """`{api_key}` in an http node's URL filled from `parameters` (node config or the inputs layer)."""
+    layers = [(config, f"{path}.config")]
+    if isinstance(config.get("inputs"), Mapping):
+        layers.append((config["inputs"], f"{path}.config.inputs"))
+    names: set[str] = set()
+    for layer, _ in layers:
+        if isinstance(layer.get("url"), str):
+            names |= url_placeholders(layer["url"])
+    for name in sorted(n for n in names if is_sensitive_key(n)):
+        for layer, where in layers:
+            parameters = layer.get("parameters")
+            sub = f"{where}.parameters.{name}"
+            if isinstance(parameters, Mapping) and name in parameters and sub not in errors:
+                errors.add(
+                    sub,
+                    f"'{name}' fills the URL placeholder {{{name}}} with a credential; store it in a Connection "
+                    "and reference it.",
+                )
