@@ -40,7 +40,8 @@ class ConnectTokenScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
-            "description": "A connect token (24 h, one App and one user), from POST /v1/connect/tokens on the App host. "
+            "description": "A connect token (30 minutes by default, at most 24 h; one App and one user), from "
+                           "POST /v1/connect/tokens on the App host. "
                            "Accepted only by /v1/connect/*.",
         }
 

@@ -1,7 +1,6 @@
 """The SSRF guard. Refused addresses are refused before any packet is sent: no test here ever sends traffic to
 a non-loopback address (the guard refuses first; the assertion is that it did)."""
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from apps.engine import BlockedAddressError, check_url_target, is_forbidden_ip, make_http_client
 from apps.engine.netguard import resolve_host
+from tests.support.network import NoConnect
 
 FORBIDDEN_URLS = [
     "http://127.0.0.1/",
@@ -32,22 +32,6 @@ FORBIDDEN_URLS = [
     "http://localhost/",
     "http://localhost./",
 ]
-
-
-class NoConnect:
-    """Fails the test if the guard ever lets a connection attempt through."""
-
-    def __enter__(self):
-        self._original = socket.create_connection
-
-        def refuse(address, *args, **kwargs):
-            raise AssertionError(f"connection attempted to {address}")
-
-        socket.create_connection = refuse
-        return self
-
-    def __exit__(self, *exc):
-        socket.create_connection = self._original
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ from tests.runs.conftest import (  # noqa: F401 (fixtures used by the callback d
     wait_for,
 )
 from tests.support.http_stub import HttpStub, StubResponse
+from tests.support.network import NoConnect
 
 # --- the guard itself ---------------------------------------------------------------------------------------
 
@@ -81,22 +82,6 @@ def _assert_refused(call):
         call()
     assert refused.value.code == TARGET_NOT_ALLOWED
     assert str(refused.value) == TARGET_NOT_ALLOWED_MESSAGE
-
-
-class NoConnect:
-    """Fails the test if anything tries to open a TCP connection."""
-
-    def __enter__(self):
-        self._original = socket.create_connection
-
-        def refuse(address, *args, **kwargs):
-            raise AssertionError(f"connection attempted to {address}")
-
-        socket.create_connection = refuse
-        return self
-
-    def __exit__(self, *exc):
-        socket.create_connection = self._original
 
 
 # httpx itself refuses these as URLs (its IPv4 parser rejects the octal notation) before any guard runs.
