@@ -5,12 +5,18 @@ worker lost, prefetch 1, JSON only, and CELERY_BROKER_TRANSPORT_OPTIONS' visibil
 Redis waits before redelivering the message of a worker that vanished).
 """
 
+import logging
 import os
+from datetime import timedelta
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
+from django.conf import settings
+from django.utils import timezone
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -19,7 +25,9 @@ app.autodiscover_tasks()
 
 @worker_process_init.connect
 def _mark_worker_process(**kwargs):
-    from apps.runs.executors import mark_celery_worker
+    # Imported when the worker starts, not at the top: this module is loaded with the settings
+    # (config/__init__.py), before the apps it would import exist.
+    from apps.runs.dispatch import mark_celery_worker
 
     mark_celery_worker()
 
@@ -30,17 +38,13 @@ def _recover_lost_runs(**kwargs):
     Only runs older than the lease (a fresh one's message is most likely still in the queue; a duplicate
     would be harmless anyway: the claim is atomic). Messages of runs a dead worker had started come back
     from the broker itself (late ack)."""
-    from datetime import timedelta
-
-    from django.conf import settings
-    from django.utils import timezone
-
-    from apps.runs.executors import mark_celery_worker, recover
+    # Imported when the worker is ready, not at the top: recovery imports models, and this module is
+    # loaded with the settings (config/__init__.py), before Django's app registry is ready.
+    from apps.runs.dispatch import mark_celery_worker
+    from apps.runs.recovery import recover
 
     mark_celery_worker()
     try:
         recover(created_before=timezone.now() - timedelta(seconds=settings.RUNS_LEASE_SECONDS), include_started=False)
     except Exception:  # the worker must start even if the database is briefly unavailable
-        import logging
-
-        logging.getLogger(__name__).exception("run recovery at worker start failed")
+        logger.exception("run recovery at worker start failed")

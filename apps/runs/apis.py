@@ -9,21 +9,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import AccessKeyAuthentication, CanUseApp
-from apps.core.errors import BadRequest, NotFound, Unauthorized
+from apps.core.errors import BadRequest, NotFound, Unauthorized, UnsupportedMediaType
 from apps.core.pagination import paginate
 from apps.core.schema import page
 
 from . import modes
 from . import schema as doc
 from .callbacks import validate_callbacks
-from .events import tail_events
 from .files import file_create, files_for_app, files_store, serialize_file, upload_digest, uploads_check
+from .lifecycle import cancel_run
 from .models import Run, RunEvent
 from .requests import body_fingerprint, idempotency_scope, parse_invoke_request, parse_runs_request
 from .selectors import requirements_status, runs_for_app
-from .services import check_input, idempotent_run, run_sync, serialize_event, serialize_run
+from .serializers import serialize_event, serialize_run
+from .services import check_input, idempotent_run, run_sync
+from .sse import run_event_frames, sse_response, tail_events
 from .stream_tokens import CanUseAppOrStreamGrant, StreamTokenAuthentication
-from .worker import cancel_run
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -77,7 +78,7 @@ class AppApi(APIView):
         if run_request.mode == "sync":
             run, _ = run_sync(app=request.app, request=run_request)
             return Response(serialize_run(run))
-        return modes.start(request=request, app=request.app, run_request=run_request, kind=kind)
+        return modes.start(request=request, run_request=run_request, kind=kind)
 
 
 def _is_multipart(request) -> bool:
@@ -192,8 +193,7 @@ class RunStreamApi(AppApi):
             after = -1
         if after < 0:
             raise BadRequest("Invalid after_sequence.", details={"after_sequence": ["must be an integer of at least 0"]})
-        return modes.sse_response(modes.run_event_frames(tail_events(run_id=run.id, after_sequence=after)),
-                                  run_id=str(run.id))
+        return sse_response(run_event_frames(tail_events(run_id=run.id, after_sequence=after)), run_id=str(run.id))
 
 
 class RunCancelApi(AppApi):
@@ -226,8 +226,6 @@ object on the App host)."""
     )
     def post(self, request):
         if not _is_multipart(request):
-            from apps.core.errors import UnsupportedMediaType
-
             raise UnsupportedMediaType("Upload files as multipart/form-data with a part named 'file'.")
         uploads = request.FILES.getlist("file")
         unknown = sorted(set(request.data.keys()) - {"file"})

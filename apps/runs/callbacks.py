@@ -17,6 +17,8 @@ CALLBACK_RETRY_BASE_SECONDS, doubling each time, CALLBACK_MAX_ATTEMPTS attempts 
 2xx is `delivered`. Any other answer (3xx: redirects are never followed; 4xx but 429) is `dead` at once:
 the receiver said no, and asking again would not change that. A target that now resolves to a
 non-public address is `dead` too (the SSRF guard refused it, before any packet was sent).
+
+Each delivery is the background job `deliver_callback` (apps.runs.dispatch), queued when its run ends.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from apps.core.errors import BadRequest
 from apps.core.formats import rfc3339
 from apps.engine import BlockedAddressError, check_url_target
 
+from .dispatch import job, submit
 from .http import guarded_client
 from .models import CallbackDelivery, Run
 
@@ -172,6 +175,16 @@ def deliver(delivery_id) -> float | None:
     CallbackDelivery.objects.filter(id=delivery.id).update(**fields)
     logger.info("callback %s attempt %s: %s", delivery.id, attempt, fields["status"])
     return delay
+
+
+@job("runs.deliver_callback")
+def deliver_callback(delivery_id: str) -> str:
+    """The background job of one delivery (thread pool or Celery task): one attempt, and the next one
+    queued after its delay."""
+    delay = deliver(delivery_id)
+    if delay is not None:
+        submit(deliver_callback, delivery_id, delay=delay)
+    return "retrying" if delay is not None else "settled"
 
 
 def due_deliveries() -> list[tuple[str, float]]:

@@ -1,136 +1,47 @@
-"""The run path: create a Run, execute the App's deployed version with the engine, persist the result.
+"""Starting runs, for the App-host views: idempotency, a synchronous run (`run_sync`), accepting a run for
+later execution (`run_accept`, then queued on the executor) and starting a streamed one (`run_stream_start`).
 
 A synchronous run touches the database a constant number of times whatever the workflow's size:
 credential resolution (apps.credentials, one batched round), then one INSERT of the finished run and
 one bulk INSERT of its events, in one transaction. Background, async and streaming runs are accepted
-by `run_accept` (persisted `created` before anything executes them) and executed by apps.runs.worker,
-which reuses `execute_run` with a sink that writes events as they happen.
+by `run_accept` (persisted `created` before anything executes them) and executed by apps.runs.lifecycle,
+which reuses `execute_run` (apps.runs.execution) with a sink that writes events as they happen.
+
+Layers (each imports only those after it): requests → services → lifecycle → execution → callbacks →
+dispatch; serializers and events below all of them; sse and the views above.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NodeFailed, RequirementsUnsatisfied
-from apps.core.formats import rfc3339
-from apps.credentials.services import InProcessResolver
 from apps.deployments.models import App
-from apps.engine import RunContext, RunOptions, RunResult, TemplateLimits, execute
+from apps.engine import RunResult
 from apps.engine.definition import check_run_input
 from apps.engine.types import CredentialResolver
 
-from .http import http_client
+from .callbacks import deliveries_create
+from .dispatch import submit
+from .events import EventBuffer
+from .execution import execute_run, make_resolver
+from .lifecycle import Claim, claim_run, execute_claimed, execute_run_job
 from .models import Run, RunEvent
 from .requests import RunRequest, body_fingerprint
+from .serializers import terminal_event_data
 
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-
-
-class EventBuffer:
-    """Collects a run's events in memory with their sequence numbers; written in one bulk INSERT."""
-
-    def __init__(self, run: Run, *, start_sequence: int = 0):
-        self.run = run
-        self.sequence = start_sequence
-        self.events: list[RunEvent] = []
-
-    def emit(self, type: str, data: dict[str, Any]) -> RunEvent:
-        self.sequence += 1
-        event = RunEvent(run=self.run, sequence=self.sequence, type=type, data=data, timestamp=timezone.now())
-        self.events.append(event)
-        return event
-
-    def flush(self) -> None:
-        RunEvent.objects.bulk_create(self.events)
-        self.events = []
-
-
-def default_resolver() -> CredentialResolver:
-    """In process, unless CREDENTIALS_API_URL says this process runs apart from the credentials store."""
-    if settings.CREDENTIALS_API_URL:
-        from apps.credentials.resolvers import HttpResolver
-
-        return HttpResolver(base_url=settings.CREDENTIALS_API_URL, token=settings.CREDENTIALS_API_TOKEN)
-    return InProcessResolver()
-
-
-def _node_summary(result: RunResult) -> dict[str, dict[str, Any]]:
-    """What a Run keeps per node: status, error, credential provenance (IDs only, never a value)."""
-    summary = {}
-    for node_id, node in result.nodes.items():
-        entry: dict[str, Any] = {"status": node.status}
-        if node.error:
-            entry["error"] = node.error
-        if node.connection:
-            entry["connection"] = node.connection
-        if node.duration_ms is not None:
-            entry["duration_ms"] = round(node.duration_ms, 3)
-        summary[node_id] = entry
-    return summary
-
-
-def terminal_event_data(run: Run) -> dict[str, Any]:
-    data: dict[str, Any] = {"status": run.status}
-    if run.status == Run.Status.COMPLETED:
-        data["output"] = run.output
-    elif run.error:
-        data["error"] = run.error
-    return data
-
-
-def execute_run(
-    *,
-    run: Run,
-    emit: Callable[[str, dict[str, Any]], Any],
-    resolver: CredentialResolver | None = None,
-    is_canceled: Callable[[], bool] | None = None,
-    files: list[dict[str, Any]] | None = None,
-) -> RunResult:
-    """Execute `run` (status `started`) with the engine and copy the masked result onto it (unsaved)."""
-    if files is None and run.file_ids:
-        from .files import file_descriptors
-
-        files = file_descriptors(app_id=run.app_id, file_ids=run.file_ids)
-    result = execute(
-        definition=run.workflow_version.definition,
-        run_input=run.input,
-        resolver=resolver or default_resolver(),
-        context=RunContext(app_id=str(run.app_id), user_id=run.user_id or None, run_id=str(run.id), files=files or []),
-        options=RunOptions(
-            error_on_node_failure=bool(run.options.get("error_on_node_failure")),
-            last_node_output=bool(run.options.get("last_node_output")),
-            stream=bool(run.options.get("stream")),
-            template_limits=TemplateLimits(
-                max_output_chars=settings.TEMPLATE_MAX_OUTPUT_CHARS,
-                max_width=settings.TEMPLATE_MAX_WIDTH,
-                max_loop_steps=settings.TEMPLATE_MAX_LOOP_STEPS,
-                max_render_seconds=settings.TEMPLATE_MAX_RENDER_SECONDS,
-                max_built_chars=settings.TEMPLATE_MAX_BUILT_CHARS,
-            ),
-        ),
-        http_client=http_client(),
-        on_event=emit,
-        is_canceled=is_canceled,
-        allow_private_network=settings.ALLOW_PRIVATE_NETWORK_TARGETS,
-    )
-    run.status = {"completed": Run.Status.COMPLETED, "failed": Run.Status.FAILED, "canceled": Run.Status.CANCELED}[
-        result.status
-    ]
-    run.output = result.output if result.status == "completed" else None
-    run.error = result.error
-    run.nodes = _node_summary(result)
-    run.ended_at = timezone.now()
-    return result
 
 
 def _fingerprint(request: RunRequest) -> str:
@@ -203,7 +114,7 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
     run.started_at = timezone.now()
     run.attempts = 1
     if resolver is None:
-        resolver = InProcessResolver(defer_audit=True) if not settings.CREDENTIALS_API_URL else default_resolver()
+        resolver = make_resolver(defer_audit=True)
     write_audit = getattr(resolver, "write_pending_audit", lambda: None)
     audit_committed = False
     try:
@@ -249,9 +160,8 @@ def check_input(*, app: App, run_input: dict[str, Any]) -> None:
 def run_accept(*, app: App, request: RunRequest) -> tuple[Run, bool]:
     """Persist a run for later execution: status `created`, event `run.created`, callback deliveries, in one
     transaction. Returns (run, replayed): replayed when the Idempotency-Key matched a run of the last 24 h.
-    The caller queues it (`transaction.on_commit`) or executes it itself (stream)."""
-    from .callbacks import deliveries_create
-
+    Background and async runs are queued on commit; a stream run is executed by its request
+    (`run_stream_start`)."""
     existing = idempotent_run(app=app, request=request)
     if existing is not None:
         return existing, True
@@ -265,8 +175,6 @@ def run_accept(*, app: App, request: RunRequest) -> tuple[Run, bool]:
             if request.callbacks:
                 deliveries_create(run=run, callbacks=request.callbacks)
             if run.mode in (Run.Mode.BACKGROUND, Run.Mode.ASYNC):
-                from .executors import enqueue_run
-
                 transaction.on_commit(lambda: enqueue_run(run.id))
     except IntegrityError:
         existing = idempotent_run(app=app, request=request)
@@ -276,28 +184,67 @@ def run_accept(*, app: App, request: RunRequest) -> tuple[Run, bool]:
     return run, False
 
 
-def serialize_run(run: Run) -> dict[str, Any]:
-    return {
-        "id": str(run.id),
-        "app_id": str(run.app_id),
-        "status": run.status,
-        "input": run.input,
-        "output": run.output,
-        "error": run.error,
-        "user_id": run.user_id or None,
-        "session_id": run.session_id or None,
-        "created_at": rfc3339(run.created_at),
-        "started_at": rfc3339(run.started_at),
-        "ended_at": rfc3339(run.ended_at),
-        "nodes": run.nodes,
-    }
+def enqueue_run(run_id) -> None:
+    """Called on commit of the transaction that created the run. A broker that cannot be reached leaves
+    the run `created` for recovery instead of failing the request that already accepted it."""
+    try:
+        submit(execute_run_job, run_id)
+    except Exception:
+        logger.exception("could not enqueue run %s; it stays created until recovered", run_id)
 
 
-def serialize_event(event: RunEvent) -> dict[str, Any]:
-    return {
-        "id": str(event.id),
-        "type": event.type,
-        "sequence": event.sequence,
-        "timestamp": rfc3339(event.timestamp),
-        "data": event.data,
-    }
+# How long a stream waits for the run to get past credential resolution before answering: long enough to
+# turn `requirements_unsatisfied` into a 409 like a synchronous run, short enough never to stall a stream.
+FIRST_EVENT_WAIT_SECONDS = 10.0
+
+
+def run_stream_start(*, app: App, request: RunRequest) -> tuple[Run, queue.Queue | None]:
+    """Accept a streamed run and execute it in a thread of this process (not the executor: the answer has to
+    come from here, and a queue of background work must not delay an interactive stream). Returns the run
+    and the queue its stored events are announced on (None for an Idempotency-Key repeat, or a run another
+    attempt holds: then the stream reads the table alone).
+
+    A client that disconnects does not stop the run: it ends, stored, and `GET /v1/runs/{id}/stream`
+    resumes it. Unsatisfied requirements answer 409 like a synchronous run (the failed run is stored, as
+    there)."""
+    run, replayed = run_accept(app=app, request=request)
+    if replayed:
+        return run, None
+    claim = claim_run(run.id)
+    if not isinstance(claim, Claim):
+        return run, None
+    source: queue.Queue = queue.Queue()
+    threading.Thread(target=_execute_streamed, args=(claim, source), name=f"run-stream-{run.id}", daemon=True).start()
+    _raise_if_unsatisfied(run, source)
+    return run, source
+
+
+def _execute_streamed(claim: Claim, source: queue.Queue) -> None:
+    try:
+        execute_claimed(claim, tee=source)
+    finally:
+        connection.close()  # a thread of its own: its connection would otherwise outlive it
+
+
+def _raise_if_unsatisfied(run: Run, source: queue.Queue) -> None:
+    """Peek (the queue only wakes readers; events are read from the table) until the run is past
+    credential resolution. Unsatisfied requirements raise 409; anything else streams."""
+    deadline = time.monotonic() + FIRST_EVENT_WAIT_SECONDS
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            item = source.get(timeout=remaining)
+        except queue.Empty:
+            return
+        if not isinstance(item, RunEvent):
+            source.put(item)  # end marker: leave it for the reader
+            return
+        if item.type == "run.started":
+            continue
+        if item.type == "run.failed" and (item.data.get("error") or {}).get("code") == "requirements_unsatisfied":
+            error = item.data["error"]
+            raise RequirementsUnsatisfied(
+                "Some connections this workflow needs are not linked for this user. Mint a connect token and "
+                "send the user to the hosted connect page.",
+                details={**error.get("details", {}), "run_id": str(run.id)},
+            )
+        return

@@ -89,14 +89,14 @@ def shared_db(transactional_db, tmp_path, django_db_blocker, _sqlite_template, s
 @pytest.fixture
 def thread_executor(settings):
     """The thread executor with a fresh pool; waits for its jobs at teardown."""
-    from apps.runs import executors
+    from apps.runs import dispatch
 
     settings.RUNS_EXECUTOR = "thread"
-    executors.reset_executor()
-    executor = executors.get_executor()
+    dispatch.reset_executor()
+    executor = dispatch.get_executor()
     yield executor
     executor.shutdown(wait=True)
-    executors.reset_executor()
+    dispatch.reset_executor()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.runs import executors
+from apps.runs import dispatch, recovery
 from apps.runs.models import Run, RunEvent
 from apps.runs.requests import RunRequest
 from apps.runs.services import new_run
@@ -178,8 +178,8 @@ def test_recovery_picks_up_runs_left_created_or_orphaned_by_a_crash(actors, thre
     live = _stranded_run(app, status=Run.Status.STARTED, heartbeat_age=timedelta(seconds=0))
     settings.RUNS_LEASE_SECONDS = 30
     # "Restart": a fresh executor in this process, and the entry point the server calls on its first request.
-    executors.reset_executor()
-    counts = executors.recover()
+    dispatch.reset_executor()
+    counts = recovery.recover()
     assert counts == {"runs": 5, "callbacks": 0}
     for run in [*created, orphaned]:
         done = wait_for(lambda run=run: terminal(run.id), message="recovered run end")
@@ -195,7 +195,7 @@ def test_recovery_picks_up_runs_left_created_or_orphaned_by_a_crash(actors, thre
     time.sleep(0.3)
     assert Run.objects.get(id=live.id).status == "started" and Run.objects.get(id=live.id).attempts == 1
     assert len(upstream.requests) == 4
-    executors.get_executor().shutdown(wait=False)
+    dispatch.get_executor().shutdown(wait=False)
 
 
 @pytest.mark.parametrize(
@@ -211,9 +211,9 @@ def test_recovery_picks_up_runs_left_created_or_orphaned_by_a_crash(actors, thre
 )
 def test_recovery_on_start_runs_only_in_server_processes(argv, expected, settings):
     settings.RUNS_RECOVER_ON_START = None
-    assert executors.is_server_process(argv) is expected
+    assert recovery.is_server_process(argv) is expected
     settings.RUNS_RECOVER_ON_START = True
-    assert executors.is_server_process(["manage.py", "migrate"]) is True
+    assert recovery.is_server_process(["manage.py", "migrate"]) is True
 
 
 def test_recover_runs_command_executes_pending_runs(actors, upstream, settings):
@@ -222,11 +222,11 @@ def test_recover_runs_command_executes_pending_runs(actors, upstream, settings):
     from django.core.management import call_command
 
     settings.RUNS_EXECUTOR = "thread"
-    executors.reset_executor()
+    dispatch.reset_executor()
     app = make_http_app(actors["project"], f"{upstream.url}/cmd")
     run = _stranded_run(app, status=Run.Status.CREATED)
     out = StringIO()
     call_command("recover_runs", stdout=out)
-    executors.reset_executor()
+    dispatch.reset_executor()
     assert "queued 1 run(s)" in out.getvalue()
     assert Run.objects.get(id=run.id).status == "completed"

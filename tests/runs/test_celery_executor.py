@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.runs import executors
+from apps.runs import dispatch
 from apps.runs.models import CallbackDelivery, Run, RunEvent
 from tests.conftest import REQUIRE_SERVICES
 from tests.runs.conftest import REDIS_URL, make_http_app, wait_for
@@ -91,7 +91,7 @@ def celery_worker(shared_db, redis_db, settings, tmp_path):
 
     settings.RUNS_EXECUTOR = "celery"
     settings.RUNS_LEASE_SECONDS = LEASE
-    executors.reset_executor()
+    dispatch.reset_executor()
     previous_broker = celery_app.conf.broker_url
     celery_app.conf.broker_url = REDIS_URL
     env = {
@@ -113,7 +113,7 @@ def celery_worker(shared_db, redis_db, settings, tmp_path):
     yield worker
     worker.stop()
     celery_app.conf.broker_url = previous_broker
-    executors.reset_executor()
+    dispatch.reset_executor()
 
 
 def post_background(api_client, app, key, question):

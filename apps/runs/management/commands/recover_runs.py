@@ -9,7 +9,8 @@ a server recovers by itself on its first request).
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.runs.executors import get_executor, recover
+from apps.runs.dispatch import get_executor
+from apps.runs.recovery import recover
 
 
 class Command(BaseCommand):

@@ -1,4 +1,5 @@
-"""Executing a persisted run outside the request that created it (thread pool, Celery task, stream thread).
+"""The life of a persisted run outside the request that created it (thread pool, Celery task, stream
+thread): claim, execute (apps.runs.execution), heartbeat and cancel, finish, and schedule its callbacks.
 
 Exactly once: a run is claimed with one conditional UPDATE (`created` -> `started`, attempts + 1), or,
 when its previous attempt's process died (heartbeat older than RUNS_LEASE_SECONDS), re-claimed with a
@@ -21,6 +22,7 @@ import enum
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +31,12 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from .callbacks import deliver_callback
+from .dispatch import job, submit
 from .events import DbEventSink, next_sequence
+from .execution import execute_run
 from .models import CallbackDelivery, Run, RunEvent
+from .serializers import terminal_event_data
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +116,6 @@ class RunMonitor:
         return entry is not None
 
     def _loop(self) -> None:
-        import time
-
         while True:
             with self._lock:
                 while not self._runs:
@@ -143,7 +147,7 @@ monitor = RunMonitor()
 
 
 def process_run(run_id, *, tee: queue.Queue | None = None) -> Outcome:
-    """Claim and execute one run to its end. The entry point of every executor."""
+    """Claim and execute one run to its end."""
     claim = claim_run(run_id)
     if isinstance(claim, Outcome):
         if tee is not None:
@@ -152,10 +156,18 @@ def process_run(run_id, *, tee: queue.Queue | None = None) -> Outcome:
     return execute_claimed(claim, tee=tee)
 
 
-def execute_claimed(claim: Claim, *, tee: queue.Queue | None = None) -> Outcome:
-    from .files import file_descriptors
-    from .services import execute_run, terminal_event_data
+@job("runs.execute_run")
+def execute_run_job(run_id: str) -> str:
+    """The background job of a run, for every executor (thread pool or Celery task): process it, and if
+    another live attempt holds it (BUSY: e.g. a redelivered message while the lease is still fresh), look
+    again after the lease."""
+    outcome = process_run(run_id)
+    if outcome is Outcome.BUSY:
+        submit(execute_run_job, run_id, delay=lease_seconds())
+    return outcome.value
 
+
+def execute_claimed(claim: Claim, *, tee: queue.Queue | None = None) -> Outcome:
     run, attempt = claim.run, claim.attempt
     run_id = str(run.id)
     sink = DbEventSink(run, start_sequence=next_sequence(run.id), tee=tee)
@@ -167,10 +179,7 @@ def execute_claimed(claim: Claim, *, tee: queue.Queue | None = None) -> Outcome:
             return cancel_event.is_set() or sink.superseded
 
         try:
-            execute_run(
-                run=run, emit=sink.emit, is_canceled=is_canceled,
-                files=file_descriptors(app_id=run.app_id, file_ids=run.file_ids) if run.file_ids else [],
-            )
+            execute_run(run=run, emit=sink.emit, is_canceled=is_canceled)
         except Exception as exc:  # the engine never raises for node problems; this is our own failure
             logger.exception("run %s crashed", run_id)
             run.status = Run.Status.FAILED
@@ -205,8 +214,6 @@ def finish_run(*, run: Run, attempt: int, sink: DbEventSink, terminal: dict[str,
 def cancel_run(*, run_id) -> Run | None:
     """Cancel a run: a `created` one ends at once (with its run.canceled event); a `started` one is flagged
     and stops between nodes or during an LLM stream; a finished one is left as it is."""
-    from .services import terminal_event_data
-
     now = timezone.now()
     error = {"code": "canceled", "message": "The run was canceled", "details": {}}
     with transaction.atomic():
@@ -232,6 +239,4 @@ def _schedule_callbacks(run_id) -> None:
     ids = list(CallbackDelivery.objects.filter(run_id=run_id, status=CallbackDelivery.Status.PENDING)
                .values_list("id", flat=True))
     if ids:
-        from .executors import get_executor
-
-        transaction.on_commit(lambda: [get_executor().submit_delivery(delivery_id) for delivery_id in ids])
+        transaction.on_commit(lambda: [submit(deliver_callback, delivery_id) for delivery_id in ids])
