@@ -128,7 +128,7 @@ class PlatformSchemaGenerator(SchemaGenerator):
 
     def __init__(self, *args, **kwargs):
         if kwargs.get("urlconf") is None:
-            kwargs["urlconf"] = "apps.management.schema_urls"
+            kwargs["urlconf"] = "apps.management_api.schema_urls"
         super().__init__(*args, **kwargs)
 
     def _get_paths_and_endpoints(self):
