@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "apps.connect",
     "apps.credentials",
     "apps.runs",
+    "apps.demo",  # `manage.py demo` only: no models
     *env.list("EXTRA_INSTALLED_APPS", default=[]),
 ]
 
