@@ -165,7 +165,7 @@ class ConnectionDetailApi(ManagementAPIView):
     )
     def delete(self, request, connection_id):
         connection = selectors.connection_get(key=self.key, connection_id=connection_id)
-        connection_services.connection_delete(connection=connection)
+        deployment_services.connection_delete(connection=connection)
         return Response(status=204)
 
 
