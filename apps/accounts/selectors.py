@@ -4,8 +4,6 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from apps.runs.models import Run  # noqa: F401  (throwaway: must fail make lint)
-
 from .models import AccessKey, digest_access_key
 
 # Writing last_used_at on every request would add a write to the hot path; once a minute is enough.

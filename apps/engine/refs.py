@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import django  # noqa: F401  (throwaway: must fail make lint)
-
 
 def collect_references(definition: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """Return (connection_ids, requirement_ids) in node order, each without duplicates."""
