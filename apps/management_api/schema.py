@@ -14,6 +14,10 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.generators import SchemaGenerator
 
+from apps.runs.schema import ClosedRequestSerializer
+
+from .serializers import StrictInputSerializer
+
 APP_HOST_PREFIX = "/app_host"  # see schema_urls.APP_HOST_MARKER
 APP_HOST_ALIAS = "/apps/{app_id}"
 APP_HOST_TAG = "app host"
@@ -60,10 +64,6 @@ class StreamTokenScheme(OpenApiAuthenticationExtension):
 
 
 def _strict_request_components() -> set[str]:
-    from apps.runs.schema import ClosedRequestSerializer
-
-    from .serializers import StrictInputSerializer
-
     found, pending = set(), [StrictInputSerializer, ClosedRequestSerializer]
     while pending:
         cls = pending.pop()
