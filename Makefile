@@ -38,6 +38,7 @@ chromium:
 
 lint: dev-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo
 
 test: dev-deps chromium lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "apps.connect",
     "apps.credentials",
     "apps.runs",
+    "apps.demo",  # `manage.py demo` only: no models
     *env.list("EXTRA_INSTALLED_APPS", default=[]),
 ]
 
@@ -217,7 +218,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Reads the platform host and the App-host API into one document (App host as its own server).
-    "DEFAULT_GENERATOR_CLASS": "apps.management.schema.PlatformSchemaGenerator",
+    "DEFAULT_GENERATOR_CLASS": "apps.management_api.schema.PlatformSchemaGenerator",
     # Several models have a `status`; name each choice set instead of a hash-suffixed `Status...Enum`.
     "ENUM_NAME_OVERRIDES": {
         "ConnectionStatusEnum": "apps.connections.models.Connection.Status",

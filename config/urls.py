@@ -12,7 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("internal/", include("apps.credentials.urls")),
     path("", include("apps.connect.urls")),
-    path("v1/", include("apps.management.urls")),
+    path("v1/", include("apps.management_api.urls")),
 ]
 
 if settings.DEMO_UPSTREAM_ENABLED:

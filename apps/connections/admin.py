@@ -12,15 +12,15 @@ from django.utils.html import format_html_join
 
 from apps.core.admin_utils import CascadeReadOnlyMixin, ReadOnlyAdminMixin, ReadOnlyInline, admin_link, badge
 from apps.core.errors import ApplicationError
+from apps.deployments.selectors import connection_referrers
+from apps.deployments.services import connection_delete
 from apps.engine import connection_types
 
 from .admin_checks import check_connection
 from .forms import ChooseTypeForm, OAuthProviderAdminForm, config_field_names, connection_form_class
 from .models import Connection, ConnectionConfigChange, OAuthProvider, OAuthState
-from .selectors import connection_referrers
 from .services import (
     connection_create,
-    connection_delete,
     connection_update_config,
     oauth_provider_create,
     oauth_provider_update,

@@ -15,7 +15,6 @@ from apps.engine.connection_types import ConfigError
 
 from .models import Connection, ConnectionConfigChange, OAuthProvider
 from .oauth_client import TOKEN_FIELDS
-from .selectors import connection_referrers
 
 
 def _validated(type_name: str, config: Any, *, base: dict | None = None) -> dict:
@@ -158,15 +157,6 @@ def connection_set_status(*, connection: Connection, status: str) -> None:
     """Only the status (e.g. `unauthorized` after a provider 401): one UPDATE, the config is untouched."""
     Connection.objects.filter(pk=connection.pk).update(status=status)
     connection.status = status
-
-
-@transaction.atomic
-def connection_delete(*, connection: Connection) -> None:
-    """Refused (409, listing the referrers) while any saved or deployed workflow version references it."""
-    referrers = connection_referrers(connection=connection)
-    if referrers["versions"]:
-        raise Conflict("The connection is referenced by workflow versions and cannot be deleted.", details=referrers)
-    connection.delete()
 
 
 @transaction.atomic

@@ -10,13 +10,13 @@ from django.core import checks
 from django.db import DatabaseError, connections
 
 from .crypto import DecryptionError, decrypt_json
+from .fields import ENCRYPTED_FIELDS  # filled as models load; read only when a check runs
 
 SAMPLE_ROWS = 200
 
 
 def undecryptable_rows(*, sample: int | None = SAMPLE_ROWS) -> list[str]:
     """Return `app.Model.field#pk` for stored tokens no configured key opens (newest `sample` per field)."""
-    from .fields import ENCRYPTED_FIELDS
 
     bad: list[str] = []
     for field in ENCRYPTED_FIELDS:

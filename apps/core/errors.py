@@ -71,10 +71,6 @@ class UnsupportedMediaType(ApplicationError):
     code, status = "unsupported_media_type", 415
 
 
-class RateLimited(ApplicationError):
-    code, status = "rate_limited", 429
-
-
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 

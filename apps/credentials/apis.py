@@ -85,8 +85,7 @@ class UnauthorizedApi(_InternalView):
         v = data.validated_data
         requirement_id = str(v["requirement_id"]) if v.get("requirement_id") else None
         refreshed = handle_unauthorized(
-            connection_id=str(v["connection_id"]), requirement_id=requirement_id,
-            run_id=str(v["run_id"]) if v.get("run_id") else None,
+            connection_id=str(v["connection_id"]), run_id=str(v["run_id"]) if v.get("run_id") else None
         )
         if refreshed is None:
             return Response({"connection": None})

@@ -176,7 +176,7 @@ def internal_api_refusal_record(*, reason: str, remote_addr: str) -> None:
     )
 
 
-def handle_unauthorized(*, connection_id: str, requirement_id: str | None, run_id: str | None) -> Connection | None:
+def handle_unauthorized(*, connection_id: str, run_id: str | None) -> Connection | None:
     """The provider answered 401 with this connection.
 
     OAuth2: one refresh attempt; the refreshed connection is returned for one retry. Otherwise (or if
@@ -220,7 +220,5 @@ class InProcessResolver:
             CredentialAccess.objects.bulk_create(self.pending_audit)
 
     def on_unauthorized(self, *, connection: ResolvedConnection, run_id: str | None) -> ResolvedConnection | None:
-        refreshed = handle_unauthorized(
-            connection_id=connection.connection_id, requirement_id=connection.requirement_id, run_id=run_id
-        )
+        refreshed = handle_unauthorized(connection_id=connection.connection_id, run_id=run_id)
         return to_resolved_connection(refreshed, requirement_id=connection.requirement_id) if refreshed else None

@@ -4,6 +4,9 @@ import uuid
 
 from django.db.models import QuerySet
 
+from apps.connections.models import Connection
+from apps.workflows.models import WorkflowVersion
+
 from .models import App, Deployment
 
 
@@ -34,3 +37,27 @@ def app_by_id(*, app_id: str) -> App | None:
 
 def deployment_history(*, app: App) -> QuerySet[Deployment]:
     return app.deployments.select_related("workflow_version").order_by("-created_at")
+
+
+def connection_referrers(*, connection: Connection) -> dict[str, list[dict]]:
+    """Workflow versions (and the Apps deploying them) that reference the connection. Two queries.
+
+    Here rather than in connections: versions and deployments sit above connections in the layers, and
+    deployments is the lowest app that sees both."""
+    versions = list(
+        WorkflowVersion.objects.filter(connection_refs__connection=connection)
+        .select_related("workflow")
+        .order_by("workflow__name", "number")
+    )
+    deployments = (
+        Deployment.objects.filter(workflow_version__in=versions, status=Deployment.Status.ACTIVE)
+        .select_related("app")
+        .order_by("app__name")
+    )
+    return {
+        "versions": [
+            {"workflow_id": str(v.workflow_id), "workflow": v.workflow.name, "version_id": str(v.id), "number": v.number}
+            for v in versions
+        ],
+        "apps": [{"app_id": str(d.app_id), "app": d.app.name} for d in deployments],
+    }

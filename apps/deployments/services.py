@@ -11,12 +11,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from apps.accounts.models import Project
+from apps.connections.models import Connection
 from apps.core.actors import actor_label
 from apps.core.errors import BadRequest, Conflict, NotFound
 from apps.engine.origins import normalize_origin
 from apps.workflows.models import WorkflowVersion
 
 from .models import App, Deployment
+from .selectors import connection_referrers
 
 logger = logging.getLogger(__name__)
 
@@ -212,3 +214,15 @@ def rollback(*, app: App, deployment: Deployment | None = None, actor=None) -> D
     elif deployment.app_id != app.id:
         raise NotFound("No such deployment.")
     return deploy(app=app, version=deployment.workflow_version, actor=actor, rolled_back_from=current)
+
+
+@transaction.atomic
+def connection_delete(*, connection: Connection) -> None:
+    """Refused (409, listing the referrers) while any saved or deployed workflow version references it.
+
+    Here rather than in connections: the refusal names the versions and Apps holding the connection, which
+    live above connections in the layers. The PROTECT foreign key from the version refs backs it up."""
+    referrers = connection_referrers(connection=connection)
+    if referrers["versions"]:
+        raise Conflict("The connection is referenced by workflow versions and cannot be deleted.", details=referrers)
+    connection.delete()

@@ -3,7 +3,7 @@ these serializers at run time (the run path serializes with plain functions, `se
 and friends), so each one states exactly what those functions and `requests.py` produce and accept.
 
 Request bodies subclass `ClosedRequestSerializer`: the API refuses unknown top-level fields, and the
-schema generator (apps.management.schema) marks their components `additionalProperties: false`.
+schema generator (apps.management_api.schema) marks their components `additionalProperties: false`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .files import MAX_FILES_PER_RUN
 from .models import Run
 from .requests import MAX_CALLBACKS
 
-TAG = "app host"  # the tag apps.management.schema gives App-host operations (APP_HOST_TAG)
+TAG = "app host"  # the tag apps.management_api.schema gives App-host operations (APP_HOST_TAG)
 
 PUBLIC_APPS = (
     "\n\nAuthentication: an access key of the App's project or organization (`Authorization: Bearer "

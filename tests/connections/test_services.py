@@ -11,13 +11,13 @@ from django.db.models import ProtectedError
 from apps.connections.models import Connection, ConnectionConfigChange
 from apps.connections.services import (
     connection_create,
-    connection_delete,
     connection_update_config,
     oauth_provider_create,
     oauth_provider_update,
 )
 from apps.core.crypto import keyed_fingerprint
 from apps.core.errors import BadRequest, Conflict
+from apps.deployments.services import connection_delete
 from apps.engine.connection_types import MASK
 from tests import factories
 from tests.conftest import assert_no_canary

@@ -14,7 +14,7 @@ from apps.connections.services import connection_write_config
 from tests import factories
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_CONNECTIONS = ("apps.connect", "apps.credentials", "apps.runs", "apps.management")
+ABOVE_CONNECTIONS = ("apps.connect", "apps.credentials", "apps.runs", "apps.management_api", "apps.demo")
 
 
 def _imported_modules(path: Path) -> set[str]:

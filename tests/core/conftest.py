@@ -11,6 +11,7 @@ from apps.connections.services import connection_create, oauth_provider_create
 from apps.core.fields import ENCRYPTED_FIELDS
 from apps.runs.models import CallbackDelivery, Run
 from tests import factories
+from tests.support.admin import operator, operator_client, world  # noqa: F401  (for test_admin.py)
 
 # Canaries for the columns CANARIES has no natural entry for.
 CODE_VERIFIER = "canary-code-verifier-0d1e2f3a4b5c6d7e8f"

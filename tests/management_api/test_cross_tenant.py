@@ -1,7 +1,7 @@
 """Cross-tenant matrix, generated from the URL configuration: every management endpoint × every method ×
 a key of another project or organization × this project's IDs → 404, never 2xx.
 
-A new endpoint joins the matrix by being added to apps/management/urls.py; a new path parameter fails
+A new endpoint joins the matrix by being added to apps/management_api/urls.py; a new path parameter fails
 the test until `_ids` knows which object of the world to put there.
 """
 
@@ -18,7 +18,7 @@ from apps.deployments.models import App, Deployment
 from apps.workflows.models import Requirement, Workflow, WorkflowVersion
 from tests import factories
 from tests.factories import CANARIES
-from tests.management.conftest import client_for
+from tests.management_api.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 
 def _endpoints() -> list[tuple[str, type]]:
     found = []
-    for pattern in get_resolver("apps.management.urls").url_patterns:
+    for pattern in get_resolver("apps.management_api.urls").url_patterns:
         assert isinstance(pattern, URLPattern)
         if pattern.name in PUBLIC:
             continue

@@ -9,8 +9,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from apps.engine import connection_types
-
-from .conftest import assert_no_secret
+from tests.support.admin import assert_no_secret
 
 
 def _url(model, name: str, *args) -> str:

@@ -14,6 +14,10 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.generators import SchemaGenerator
 
+from apps.runs.schema import ClosedRequestSerializer
+
+from .serializers import StrictInputSerializer
+
 APP_HOST_PREFIX = "/app_host"  # see schema_urls.APP_HOST_MARKER
 APP_HOST_ALIAS = "/apps/{app_id}"
 APP_HOST_TAG = "app host"
@@ -61,10 +65,6 @@ class StreamTokenScheme(OpenApiAuthenticationExtension):
 
 
 def _strict_request_components() -> set[str]:
-    from apps.runs.schema import ClosedRequestSerializer
-
-    from .serializers import StrictInputSerializer
-
     found, pending = set(), [StrictInputSerializer, ClosedRequestSerializer]
     while pending:
         cls = pending.pop()
@@ -129,7 +129,7 @@ class PlatformSchemaGenerator(SchemaGenerator):
 
     def __init__(self, *args, **kwargs):
         if kwargs.get("urlconf") is None:
-            kwargs["urlconf"] = "apps.management.schema_urls"
+            kwargs["urlconf"] = "apps.management_api.schema_urls"
         super().__init__(*args, **kwargs)
 
     def _get_paths_and_endpoints(self):

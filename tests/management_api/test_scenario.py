@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import assert_no_canary
 from tests.factories import CANARIES
-from tests.management.conftest import client_for
+from tests.management_api.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from django.core.management import call_command
 
-from apps.management.schema import PlatformSchemaGenerator
+from apps.management_api.schema import PlatformSchemaGenerator
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,7 @@
 
 One view class per URL; each HTTP method is one operation with its own input and output serializer.
 Every view authenticates with an access key (401 without one) and reads through the scoped selectors
-in `apps.management.selectors`, so an object outside the key's scope is a 404, never a 403.
+in `apps.management_api.selectors`, so an object outside the key's scope is a 404, never a 403.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class ConnectionDetailApi(ManagementAPIView):
     )
     def delete(self, request, connection_id):
         connection = selectors.connection_get(key=self.key, connection_id=connection_id)
-        connection_services.connection_delete(connection=connection)
+        deployment_services.connection_delete(connection=connection)
         return Response(status=204)
 
 

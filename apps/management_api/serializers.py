@@ -95,11 +95,6 @@ class ConnectionUpdateSerializer(StrictInputSerializer):
         return super().to_internal_value(data)
 
 
-class ConnectionReferrersSerializer(serializers.Serializer):
-    versions = serializers.ListField(child=serializers.DictField())
-    apps = serializers.ListField(child=serializers.DictField())
-
-
 # OAuth2 providers
 
 

@@ -1,4 +1,5 @@
-"""A populated platform for admin tests: one object (at least) of every model, secrets set to canaries."""
+"""A populated platform for the admin tests (tests/*/test_admin.py): one object (at least) of every model, secrets set to
+canaries. The conftest of each folder with admin tests imports the fixtures (operator, operator_client, world)."""
 
 from __future__ import annotations
 

@@ -15,9 +15,8 @@ from apps.connections.models import Connection
 from apps.core.checks import undecryptable_rows, verify_stored_secrets
 from apps.core.crypto import DecryptionError
 from apps.core.fields import ENCRYPTED_FIELDS
-
-from .conftest import EXPECTED_ENCRYPTED_FIELDS, field_label, read_all_encrypted
-from .rawsql import raw_column
+from tests.core.conftest import EXPECTED_ENCRYPTED_FIELDS, field_label, read_all_encrypted
+from tests.core.rawsql import raw_column
 
 pytestmark = pytest.mark.django_db
 
@@ -227,7 +226,7 @@ def test_the_command_line_fails_closed_and_rotates(tmp_path):
     import subprocess
     import sys
 
-    from .test_settings import BASE_DIR, _env
+    from tests.core.test_settings import BASE_DIR, _env
 
     database = f"sqlite:///{tmp_path / 'db.sqlite3'}"
 

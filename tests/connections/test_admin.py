@@ -12,9 +12,8 @@ from django.urls import reverse
 from apps.connections.models import Connection, ConnectionConfigChange, OAuthProvider
 from apps.engine.connection_types import MASK
 from tests.factories import CANARIES
+from tests.support.admin import assert_no_secret, changelist_action
 from tests.support.http_stub import HttpStub, StubResponse
-
-from .conftest import assert_no_secret, changelist_action
 
 CHANGELIST = "admin:connections_connection_changelist"
 

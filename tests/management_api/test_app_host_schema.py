@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from apps.management.schema import PlatformSchemaGenerator
+from apps.management_api.schema import PlatformSchemaGenerator
 from tests import factories
-from tests.management.conftest import client_for
+from tests.management_api.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
