@@ -705,11 +705,16 @@ def _single_expression(source: str) -> str | None:
 def render_string(source: str, context: dict[str, Any], *, limits: TemplateLimits | None = None) -> Any:
     if "{" not in source:  # fast path: most strings in a config are literals
         return source
+    return _within_budget(limits, _render_checked, source, context)
+
+
+def _within_budget(limits: TemplateLimits | None, render_fn, value: Any, context: dict[str, Any]) -> Any:
+    """Run `render_fn` under the current render's budget (nested call, no explicit limits) or a fresh one."""
     if _BUDGET.get() is not None and limits is None:  # inside render(): share its budget
-        return _render_checked(source, context)
+        return render_fn(value, context)
     token = _BUDGET.set(_Budget(limits or _LIMITS.get()))
     try:
-        return _render_checked(source, context)
+        return render_fn(value, context)
     finally:
         _BUDGET.reset(token)
 
@@ -750,13 +755,7 @@ def render(value: Any, context: dict[str, Any], *, limits: TemplateLimits | None
     TemplateLimitError when the render goes over its budget (one budget for the whole value)."""
     if isinstance(value, str) and "{" not in value:  # fast path: a literal needs no budget
         return value
-    if _BUDGET.get() is not None and limits is None:
-        return _render_value(value, context)
-    token = _BUDGET.set(_Budget(limits or _LIMITS.get()))
-    try:
-        return _render_value(value, context)
-    finally:
-        _BUDGET.reset(token)
+    return _within_budget(limits, _render_value, value, context)
 
 
 def _render_value(value: Any, context: dict[str, Any]) -> Any:
