@@ -51,6 +51,8 @@ try:
             one()
         profiler.disable()
         stats = pstats.Stats(profiler)
+        if os.environ.get("BENCH_PROFILE_OUT"):
+            stats.dump_stats(os.environ["BENCH_PROFILE_OUT"])
         stats.sort_stats(sys.argv[-1] if sys.argv[-1] in ("tottime", "cumulative") else "cumulative").print_stats(45)
         if os.environ.get("BENCH_CALLERS"):
             stats.print_callers(os.environ["BENCH_CALLERS"])

@@ -42,7 +42,8 @@ class AccessKeyAuthentication(authentication.BaseAuthentication):
             return None
         if not token.startswith(ACCESS_KEY_PREFIX):
             raise exceptions.AuthenticationFailed("This endpoint accepts access keys only.")
-        key = access_key_authenticate(raw_key=token)
+        # The App-host routing statement may have read the key's row already (AppHostMiddleware).
+        key = access_key_authenticate(raw_key=token, lookup=getattr(request, "access_key_lookup", None))
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked access key.")
         return KeyPrincipal(key), key

@@ -3,10 +3,10 @@
 One batched call per run resolves every reference of the version: shared connection IDs (within the
 App's project) and requirement IDs (the connection linked for (App, user_id, requirement), counted only
 when `active`). Constant query count whatever the number of references:
-  1. shared connections of the App's project among the IDs,
-  2. links of (app, user_id) among the requirement IDs, with their connections,
-  3. requirement names/titles, only when something is unsatisfied,
-  4. the audit row.
+  1. shared connections of the App's project among the IDs, and the links of (app, user_id) among the
+     requirement IDs with their connections, in one statement,
+  2. requirement names/titles, only when something is unsatisfied,
+  3. the audit row (written by the caller in the run's transaction on the synchronous path).
 OAuth2 tokens within 60 s of expiry are refreshed first (single-flight per connection).
 """
 
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from django.db import connection as db
 
 from apps.connect.models import EndUserLink
 from apps.connections.models import Connection
@@ -28,6 +29,8 @@ from apps.connections.oauth_client import near_expiry
 from apps.connections.oauth_flows import force_refresh, refresh_if_needed
 from apps.connections.resolved import to_resolved_connection
 from apps.connections.services import connection_set_status
+from apps.core.rawsql import Columns, insert_instances
+from apps.deployments.models import App
 from apps.engine.types import Resolution, ResolvedConnection
 from apps.workflows.models import Requirement
 
@@ -49,17 +52,42 @@ def _near_expiry(connection: Connection) -> bool:
     return connection.type == "oauth2" and near_expiry(connection.config or {})
 
 
+_CONNECTION = Columns(Connection, "c")
+
+
 def _load(*, app_id: str, user_id: str | None, connection_ids: list[str], requirement_ids: list[str]):
-    shared = list(
-        Connection.objects.filter(id__in=connection_ids, app__isnull=True, project__apps__id=app_id).order_by()
-    ) if connection_ids else []
-    links: list[EndUserLink] = []
-    if requirement_ids and user_id:
-        links = list(
-            EndUserLink.objects.filter(app_id=app_id, user_id=user_id, requirement_id__in=requirement_ids)
-            .select_related("connection")
-            .order_by()
+    """The shared connections of the App's project among `connection_ids`, and the connections linked for
+    (app, user_id) among `requirement_ids` as (requirement ID, connection) pairs: one statement for both
+    (hand-written, see apps.core.rawsql), none when the version references nothing."""
+    quote, prep = db.ops.quote_name, Connection._meta.pk.get_db_prep_value
+    parts, params = [], []
+    if connection_ids:
+        parts.append(
+            f"SELECT NULL AS requirement_id, {_CONNECTION.sql()} FROM {quote(Connection._meta.db_table)} c "
+            f"INNER JOIN {quote(App._meta.db_table)} a ON a.project_id = c.project_id "
+            f"WHERE a.id = %s AND c.app_id IS NULL AND c.id IN ({', '.join(['%s'] * len(connection_ids))})"
         )
+        params += [prep(app_id, db), *(prep(cid, db) for cid in connection_ids)]
+    if requirement_ids and user_id:
+        parts.append(
+            f"SELECT l.requirement_id, {_CONNECTION.sql()} FROM {quote(EndUserLink._meta.db_table)} l "
+            f"INNER JOIN {quote(Connection._meta.db_table)} c ON c.id = l.connection_id "
+            f"WHERE l.app_id = %s AND l.user_id = %s AND l.requirement_id IN ({', '.join(['%s'] * len(requirement_ids))})"
+        )
+        params += [prep(app_id, db), user_id, *(prep(rid, db) for rid in requirement_ids)]
+    shared: list[Connection] = []
+    links: list[tuple[str, Connection]] = []
+    if not parts:
+        return shared, links
+    with db.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        rows = cursor.fetchall()
+    for row in rows:
+        connection = _CONNECTION.load(row, 1)
+        if row[0] is None:
+            shared.append(connection)
+        else:
+            links.append((str(uuid.UUID(str(row[0]))), connection))
     return shared, links
 
 
@@ -81,7 +109,7 @@ def resolve_credentials(
     connection_ids, requirement_ids = _uuids(connection_ids), _uuids(requirement_ids)
     shared, links = _load(app_id=app_id, user_id=user_id, connection_ids=connection_ids, requirement_ids=requirement_ids)
 
-    linked = [link.connection for link in links if link.connection.status == Connection.Status.ACTIVE]
+    linked = [connection for _, connection in links if connection.status == Connection.Status.ACTIVE]
     stale = [c.id for c in [*shared, *linked] if _near_expiry(c)]
     if stale:
         refresh_if_needed(connection_ids=stale)
@@ -92,11 +120,9 @@ def resolve_credentials(
     resolution = Resolution()
     for connection in shared:
         resolution.connections[str(connection.id)] = to_resolved_connection(connection)
-    for link in links:
-        if link.connection.status == Connection.Status.ACTIVE:
-            resolution.requirements[str(link.requirement_id)] = to_resolved_connection(
-                link.connection, requirement_id=str(link.requirement_id)
-            )
+    for requirement_id, connection in links:
+        if connection.status == Connection.Status.ACTIVE:
+            resolution.requirements[requirement_id] = to_resolved_connection(connection, requirement_id=requirement_id)
     missing_requirements = [rid for rid in requirement_ids if rid not in resolution.requirements]
     if missing_requirements:
         by_id = {str(r.id): r for r in Requirement.objects.filter(id__in=missing_requirements)}
@@ -217,7 +243,7 @@ class InProcessResolver:
         """Write the pending rows. Not cleared: if the caller's transaction rolls back, calling this again
         (outside it) writes them after all."""
         if self.pending_audit:
-            CredentialAccess.objects.bulk_create(self.pending_audit)
+            insert_instances(self.pending_audit)
 
     def on_unauthorized(self, *, connection: ResolvedConnection, run_id: str | None) -> ResolvedConnection | None:
         refreshed = handle_unauthorized(connection_id=connection.connection_id, run_id=run_id)

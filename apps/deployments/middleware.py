@@ -16,9 +16,11 @@ import re
 
 from django.conf import settings
 
+from apps.accounts.authentication import bearer_token
+from apps.accounts.selectors import KeyLookup, access_key_digest
 from apps.core.errors import error_response
 
-from .selectors import app_by_id, app_for_hostname
+from .selectors import app_route
 from .services import is_ip_literal
 
 _APP_PREFIX = re.compile(r"^/apps/(?P<app_id>[0-9a-fA-F-]{36})(?P<rest>/.*)?$")
@@ -47,18 +49,28 @@ class AppHostMiddleware:
         if host in _platform_hosts():
             match = _APP_PREFIX.match(request.path_info)
             if match:
-                app = app_by_id(app_id=match["app_id"])
+                app = self._route(request, app_id=match["app_id"])
                 if app is None:
                     return error_response("not_found", "No App with this ID.", 404)
-                request.app = app
                 request.app_base_path = f"/apps/{app.id}"
-                request.urlconf = settings.APP_HOST_URLCONF
                 request.path_info = match["rest"] or "/"
             return self.get_response(request)
         # An IP literal never names an App, even if an older release stored one as a custom hostname.
-        app = app_for_hostname(hostname=host) if host and not is_ip_literal(host) else None
+        app = self._route(request, hostname=host) if host and not is_ip_literal(host) else None
         if app is None:
             return error_response("bad_request", "Unknown host.", 400)
-        request.app = app
-        request.urlconf = settings.APP_HOST_URLCONF
         return self.get_response(request)
+
+    @staticmethod
+    def _route(request, **where):
+        """Load the App and, in the same statement, the presented access key's row (handed to
+        authentication as `request.access_key_lookup`, so an App-host request reads both in one round trip)."""
+        token = bearer_token(request)
+        digest = access_key_digest(token) if token else None
+        app, key = app_route(key_digest=digest, **where)
+        if app is not None:
+            request.app = app
+            request.urlconf = settings.APP_HOST_URLCONF
+            if digest is not None:
+                request.access_key_lookup = KeyLookup(digest, key)
+        return app

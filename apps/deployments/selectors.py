@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import uuid
 
+from django.db import connection as db
 from django.db.models import QuerySet
 
+from apps.accounts.models import AccessKey, Project
 from apps.connections.models import Connection
+from apps.core.rawsql import Columns, set_related
 from apps.workflows.models import WorkflowVersion
+from apps.workflows.selectors import version_by_id
 
 from .models import App, Deployment
 
@@ -33,6 +37,63 @@ def app_by_id(*, app_id: str) -> App | None:
     except ValueError:
         return None
     return _app_queryset().filter(id=app_id).first()
+
+
+# The App-host route: the App, its project (key scope), its live deployment, and the caller's access key
+# row when a key was presented, in ONE statement per request. Nothing of it is cached: a deploy, a rollback,
+# an access-type change or a revoked key shows on the very next request of every worker (SPEC.md section
+# 11). Only the deployed version, immutable, comes from a per-process cache (apps.workflows.selectors).
+_ROUTE_APP = Columns(App, "a", defer=("callback_signing_secret",))
+_ROUTE_PROJECT = Columns(Project, "p")
+_ROUTE_DEPLOYMENT = Columns(Deployment, "d")
+_ROUTE_KEY = Columns(AccessKey, "k")
+_route_sql: dict[str, str] = {}
+
+
+def _route_statement(by: str) -> str:
+    statement = _route_sql.get(by)
+    if statement is None:
+        quote = db.ops.quote_name
+        statement = _route_sql[by] = (
+            f"SELECT {_ROUTE_APP.sql()}, {_ROUTE_PROJECT.sql()}, {_ROUTE_DEPLOYMENT.sql()}, {_ROUTE_KEY.sql()} "
+            f"FROM {quote(App._meta.db_table)} a "
+            f"INNER JOIN {quote(Project._meta.db_table)} p ON p.id = a.project_id "
+            f"LEFT OUTER JOIN {quote(Deployment._meta.db_table)} d ON d.id = a.current_deployment_id "
+            f"LEFT OUTER JOIN {quote(AccessKey._meta.db_table)} k ON k.digest = %s "
+            f"WHERE a.{quote(by)} = %s"
+        )
+    return statement
+
+
+def app_route(*, app_id=None, hostname: str | None = None, key_digest: str | None = None) -> tuple[App | None, AccessKey | None]:
+    """The App by ID or hostname, ready for the App-host path (project, deployment and version attached, so
+    reading them runs no query), and the access key with `key_digest` if one exists (usable or not: the
+    caller checks). One statement; (None, None) for an unknown App or a malformed ID."""
+    if app_id is not None:
+        try:
+            value = App._meta.pk.get_db_prep_value(uuid.UUID(str(app_id)), db)
+        except ValueError:
+            return None, None
+        statement = _route_statement("id")
+    else:
+        value, statement = hostname, _route_statement("hostname")
+    with db.cursor() as cursor:
+        cursor.execute(statement, [key_digest, value])
+        row = cursor.fetchone()
+    if row is None:
+        return None, None
+    app = _ROUTE_APP.load(row)
+    offset = _ROUTE_APP.width
+    set_related(app, "project", _ROUTE_PROJECT.load(row, offset))
+    offset += _ROUTE_PROJECT.width
+    deployment = _ROUTE_DEPLOYMENT.load(row, offset)
+    offset += _ROUTE_DEPLOYMENT.width
+    if deployment is not None:
+        set_related(deployment, "workflow_version", version_by_id(version_id=deployment.workflow_version_id))
+        set_related(deployment, "app", app)
+    set_related(app, "current_deployment", deployment)
+    key = _ROUTE_KEY.load(row, offset) if key_digest else None
+    return app, key
 
 
 def deployment_history(*, app: App) -> QuerySet[Deployment]:

@@ -20,6 +20,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from apps.core.rawsql import insert_instances
+
 from .models import Run, RunEvent
 
 TERMINAL_EVENTS = frozenset({"run.completed", "run.failed", "run.canceled"})
@@ -45,7 +47,7 @@ class EventBuffer:
         return event
 
     def flush(self) -> None:
-        RunEvent.objects.bulk_create(self.events)
+        insert_instances(self.events)  # one statement whatever the number of nodes
         self.events = []
 
 class DbEventSink:

@@ -25,6 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NodeFailed, RequirementsUnsatisfied
+from apps.core.rawsql import insert_instances
 from apps.deployments.models import App
 from apps.engine import RunResult
 from apps.engine.definition import check_run_input
@@ -128,7 +129,7 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
         try:
             with transaction.atomic():
                 write_audit()
-                run.save(force_insert=True)
+                insert_instances([run])
                 buffer.flush()
             audit_committed = True
         except IntegrityError:

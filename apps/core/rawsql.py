@@ -1,0 +1,114 @@
+"""Hand-written SQL for the run path's few hot statements, with the ORM's own field conversions.
+
+On a one-node run, compiling the ORM's queries (joins, select lists, converters) cost more than executing
+them (bench/inprocess.py --profile). The selectors of the run path therefore write their SQL once, as a
+string, and use these helpers so the values still go through each field's own conversions, on every
+backend:
+- `Columns`: the select list of a model's fields under an alias, and the loader that turns those columns
+  of a row back into a model instance (backend and field converters applied, e.g. decryption of an
+  EncryptedJSONField, UUIDs and datetimes on SQLite), exactly as a queryset would build it.
+- `insert_instances`: one multi-row INSERT of unsaved instances, with each field's `pre_save` and
+  `get_db_prep_save` (JSON adaptation, encryption, auto_now_add), batched only past the backend's real
+  parameter limit.
+
+Everything is parameterised; identifiers come from model metadata, never from input. No signals are sent
+(none of the models written here has receivers). See docs/decisions.md, "Raw SQL on the run path".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import connection as default_connection
+from django.db.models import Model
+
+_PG_MAX_PARAMS = 65535
+
+
+class Columns:
+    """A model's fields (all concrete ones, or `only` these, or all but `defer`) selected under `alias`."""
+
+    def __init__(self, model: type[Model], alias: str, *, only: Sequence[str] = (), defer: Sequence[str] = ()):
+        fields = [f for f in model._meta.concrete_fields if (not only or f.name in only) and f.name not in defer]
+        self.model = model
+        self.alias = alias
+        self.fields = fields
+        self.attnames = [f.attname for f in fields]
+        self.width = len(fields)
+        self._pk_index = next((i for i, f in enumerate(fields) if f.primary_key), None)
+        self._converters: dict[str, list[tuple[int, list]]] = {}
+
+    def sql(self, connection=default_connection) -> str:
+        quote = connection.ops.quote_name
+        return ", ".join(f"{quote(self.alias)}.{quote(f.column)}" for f in self.fields)
+
+    def _converters_for(self, connection) -> list[tuple[int, list]]:
+        converters = self._converters.get(connection.vendor)
+        if converters is None:
+            converters = []
+            for index, field in enumerate(self.fields):
+                column = field.get_col(self.alias)
+                found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+                if found:
+                    converters.append((index, [(converter, column) for converter in found]))
+            self._converters[connection.vendor] = converters
+        return converters
+
+    def load(self, row: Sequence[Any], offset: int = 0, *, connection=default_connection) -> Model | None:
+        """The instance from `row[offset:offset + width]`; None when its primary key is NULL (an outer join
+        that matched nothing)."""
+        values = list(row[offset:offset + self.width])
+        if self._pk_index is not None and values[self._pk_index] is None:
+            return None
+        for index, converters in self._converters_for(connection):
+            value = values[index]
+            for converter, column in converters:
+                value = converter(value, column, connection)
+            values[index] = value
+        return self.model.from_db(connection.alias, self.attnames, values)
+
+
+def set_related(instance: Model, field_name: str, related: Model | None) -> None:
+    """Fill the cache of a forward relation, as select_related does (accessing it then runs no query)."""
+    instance._meta.get_field(field_name).set_cached_value(instance, related)
+
+
+def max_params(connection=default_connection) -> int:
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        # Django assumes 999 (old SQLite builds); the linked library knows its real limit (32766 since 3.32).
+        return connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return _PG_MAX_PARAMS
+
+
+def insert_instances(objs: Iterable[Model], connection=default_connection) -> int:
+    """INSERT unsaved instances of one model; one statement unless the backend's parameter limit forces a
+    split. Returns the number of statements."""
+    objs = list(objs)
+    if not objs:
+        return 0
+    model = type(objs[0])
+    fields = list(model._meta.concrete_fields)
+    if any(obj.pk is None for obj in objs):
+        raise ValueError("insert_instances needs primary keys set before the INSERT (no RETURNING here)")
+    quote = connection.ops.quote_name
+    head = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
+    )
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    per_statement = max(1, max_params(connection) // len(fields))
+    statements = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), per_statement):
+            batch = objs[start:start + per_statement]
+            params: list[Any] = []
+            for obj in batch:
+                params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
+            cursor.execute(head + ", ".join([row_sql] * len(batch)), params)
+            statements += 1
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+    return statements
