@@ -44,7 +44,15 @@ try:
 
     for _ in range(20):
         one()
-    if "--profile" in sys.argv:
+    if os.environ.get("BENCH_CALLGRIND"):
+        # Under `valgrind --tool=callgrind --instr-atstart=no`: count instructions of the measured runs only
+        # (repeatable whatever else the machine is doing; see bench/instructions.sh).
+        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True)
+        for _ in range(n):
+            one()
+        subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
+        print(f"callgrind: {n} runs measured")
+    elif "--profile" in sys.argv:
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(n):
@@ -57,13 +65,15 @@ try:
         if os.environ.get("BENCH_CALLERS"):
             stats.print_callers(os.environ["BENCH_CALLERS"])
     else:
-        samples = []
+        samples, cpu = [], []
         for _ in range(n):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             one()
             samples.append((time.perf_counter() - start) * 1000)
+            cpu.append((time.process_time() - start_cpu) * 1000)
         samples.sort()
         print(f"in-process sync run, 1 HTTP node: n={n} p50 {statistics.median(samples):.2f} ms  "
-              f"p90 {samples[int(n * 0.9)]:.2f} ms  mean {statistics.mean(samples):.2f} ms")
+              f"p90 {samples[int(n * 0.9)]:.2f} ms  mean {statistics.mean(samples):.2f} ms; "
+              f"CPU of this process per run: median {statistics.median(cpu):.2f} ms")
 finally:
     upstream.terminate()

@@ -17,7 +17,9 @@ Everything is parameterised; identifiers come from model metadata, never from in
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -83,31 +85,48 @@ def max_params(connection=default_connection) -> int:
     return _PG_MAX_PARAMS
 
 
-def insert_instances(objs: Iterable[Model], connection=default_connection) -> int:
-    """INSERT unsaved instances of one model; one statement unless the backend's parameter limit forces a
+def uuid4_batch(count: int) -> list[uuid.UUID]:
+    """`count` random (version 4) UUIDs from one call to the OS's random source instead of one call each."""
+    data = os.urandom(16 * count)
+    return [uuid.UUID(bytes=data[i:i + 16], version=4) for i in range(0, 16 * count, 16)]
+
+
+def insert_rows(model: type[Model], attnames: Sequence[str], rows: Sequence[Sequence[Any]], connection=default_connection) -> int:
+    """INSERT `rows` (values in `attnames` order, primary key included) into `model`'s table, each value
+    through its field's `get_db_prep_save`; one statement unless the backend's parameter limit forces a
     split. Returns the number of statements."""
-    objs = list(objs)
-    if not objs:
+    if not rows:
         return 0
-    model = type(objs[0])
-    fields = list(model._meta.concrete_fields)
-    if any(obj.pk is None for obj in objs):
-        raise ValueError("insert_instances needs primary keys set before the INSERT (no RETURNING here)")
+    fields = [next(f for f in model._meta.concrete_fields if f.attname == name) for name in attnames]
     quote = connection.ops.quote_name
-    head = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
-    )
+    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
     row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
     per_statement = max(1, max_params(connection) // len(fields))
     statements = 0
     with connection.cursor() as cursor:
-        for start in range(0, len(objs), per_statement):
-            batch = objs[start:start + per_statement]
+        for start in range(0, len(rows), per_statement):
+            batch = rows[start:start + per_statement]
             params: list[Any] = []
-            for obj in batch:
-                params.extend(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields)
+            for row in batch:
+                params.extend(field.get_db_prep_save(value, connection) for field, value in zip(fields, row, strict=True))
             cursor.execute(head + ", ".join([row_sql] * len(batch)), params)
             statements += 1
+    return statements
+
+
+def insert_instances(objs: Iterable[Model], connection=default_connection) -> int:
+    """INSERT unsaved instances of one model (each field's `pre_save` applied, as `save()` would) with
+    `insert_rows`. Returns the number of statements."""
+    objs = list(objs)
+    if not objs:
+        return 0
+    model = type(objs[0])
+    if any(obj.pk is None for obj in objs):
+        raise ValueError("insert_instances needs primary keys set before the INSERT (no RETURNING here)")
+    fields = model._meta.concrete_fields
+    statements = insert_rows(
+        model, [f.attname for f in fields], [[f.pre_save(obj, True) for f in fields] for obj in objs], connection
+    )
     for obj in objs:
         obj._state.adding = False
         obj._state.db = connection.alias

@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from apps.core.rawsql import insert_instances
+from apps.core.rawsql import insert_rows, uuid4_batch
 
 from .models import Run, RunEvent
 
@@ -33,22 +33,27 @@ def next_sequence(run_id) -> int:
 
 
 class EventBuffer:
-    """Collects a run's events in memory with their sequence numbers; written in one bulk INSERT."""
+    """Collects a run's events in memory with their sequence numbers; written in one multi-row INSERT. Rows,
+    not model instances: a synchronous run's events are only ever written, and building a RunEvent per
+    event cost more than writing them (bench/inprocess.py --profile)."""
+
+    COLUMNS = ("id", "run_id", "sequence", "type", "data", "timestamp")
 
     def __init__(self, run: Run, *, start_sequence: int = 0):
         self.run = run
         self.sequence = start_sequence
-        self.events: list[RunEvent] = []
+        self.events: list[tuple[int, str, dict[str, Any], Any]] = []
 
-    def emit(self, type: str, data: dict[str, Any]) -> RunEvent:
+    def emit(self, type: str, data: dict[str, Any]) -> None:
         self.sequence += 1
-        event = RunEvent(run=self.run, sequence=self.sequence, type=type, data=data, timestamp=timezone.now())
-        self.events.append(event)
-        return event
+        self.events.append((self.sequence, type, data, timezone.now()))
 
     def flush(self) -> None:
-        insert_instances(self.events)  # one statement whatever the number of nodes
+        ids = uuid4_batch(len(self.events))
+        rows = [(event_id, self.run.id, *event) for event_id, event in zip(ids, self.events, strict=True)]
+        insert_rows(RunEvent, self.COLUMNS, rows)  # one statement whatever the number of nodes
         self.events = []
+
 
 class DbEventSink:
     """`emit(type, data)` INSERTs the event at once with the next sequence. Optionally also hands each

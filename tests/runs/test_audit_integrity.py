@@ -15,7 +15,8 @@ def test_the_audit_row_survives_a_run_that_cannot_be_stored(simple_app, monkeypa
     def fail(*args, **kwargs):
         raise IntegrityError("simulated")
 
-    monkeypatch.setattr(Run, "save", fail)
+    # The run row is written by the run path's raw INSERT (apps.core.rawsql), not Run.save: fail that.
+    monkeypatch.setattr("apps.runs.services.insert_instances", fail)
     with pytest.raises(IntegrityError):
         run_sync(app=simple_app, request=RunRequest(input={"question": "q"}))
     assert len(upstream.requests) == 1  # the credential was used
