@@ -38,11 +38,27 @@ def encrypt_json(value: Any) -> str:
     return fernet().encrypt(payload).decode()
 
 
+# Opened tokens by (keys, token), per process: the run path decrypts the same few connection configs on every
+# run. A Fernet token is immutable and every write of a config makes a new one (fresh IV and timestamp), so
+# the stored ciphertext is its own version stamp: an edited config is a miss on the very next read, on every
+# worker. The keys are part of the cache key, so a key dropped from FERNET_KEYS opens nothing it opened
+# before. Bounded; the plaintext it keeps is what the worker holds while running anyway. Each caller gets
+# its own parsed copy.
+_OPENED_MAX = 2048
+_opened: dict[tuple[tuple[str, ...], str], bytes] = {}
+
+
 def decrypt_json(token: str) -> Any:
-    try:
-        payload = fernet().decrypt(token.encode())
-    except InvalidToken as exc:
-        raise DecryptionError("stored secret cannot be decrypted with the configured FERNET_KEYS") from exc
+    keys = tuple(settings.FERNET_KEYS)
+    payload = _opened.get((keys, token))
+    if payload is None:
+        try:
+            payload = _multifernet(keys).decrypt(token.encode())
+        except InvalidToken as exc:
+            raise DecryptionError("stored secret cannot be decrypted with the configured FERNET_KEYS") from exc
+        if len(_opened) >= _OPENED_MAX:
+            _opened.pop(next(iter(_opened), None), None)  # the oldest entry
+        _opened[(keys, token)] = payload
     return json.loads(payload)
 
 

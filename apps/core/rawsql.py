@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connection as default_connection
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models import Model
 
 _PG_MAX_PARAMS = 65535
@@ -42,8 +42,8 @@ class Columns:
         self._pk_index = next((i for i, f in enumerate(fields) if f.primary_key), None)
         self._converters: dict[str, list[tuple[int, list]]] = {}
 
-    def sql(self, connection=default_connection) -> str:
-        quote = connection.ops.quote_name
+    def sql(self, using: str = DEFAULT_DB_ALIAS) -> str:
+        quote = connections[using].ops.quote_name
         return ", ".join(f"{quote(self.alias)}.{quote(f.column)}" for f in self.fields)
 
     def _converters_for(self, connection) -> list[tuple[int, list]]:
@@ -58,9 +58,10 @@ class Columns:
             self._converters[connection.vendor] = converters
         return converters
 
-    def load(self, row: Sequence[Any], offset: int = 0, *, connection=default_connection) -> Model | None:
+    def load(self, row: Sequence[Any], offset: int = 0, *, using: str = DEFAULT_DB_ALIAS) -> Model | None:
         """The instance from `row[offset:offset + width]`; None when its primary key is NULL (an outer join
         that matched nothing)."""
+        connection = connections[using]  # once: every attribute of the `connection` proxy is a lookup
         values = list(row[offset:offset + self.width])
         if self._pk_index is not None and values[self._pk_index] is None:
             return None
@@ -69,7 +70,7 @@ class Columns:
             for converter, column in converters:
                 value = converter(value, column, connection)
             values[index] = value
-        return self.model.from_db(connection.alias, self.attnames, values)
+        return self.model.from_db(using, self.attnames, values)
 
 
 def set_related(instance: Model, field_name: str, related: Model | None) -> None:
@@ -77,7 +78,7 @@ def set_related(instance: Model, field_name: str, related: Model | None) -> None
     instance._meta.get_field(field_name).set_cached_value(instance, related)
 
 
-def max_params(connection=default_connection) -> int:
+def max_params(connection) -> int:
     if connection.vendor == "sqlite":
         connection.ensure_connection()
         # Django assumes 999 (old SQLite builds); the linked library knows its real limit (32766 since 3.32).
@@ -91,30 +92,72 @@ def uuid4_batch(count: int) -> list[uuid.UUID]:
     return [uuid.UUID(bytes=data[i:i + 16], version=4) for i in range(0, 16 * count, 16)]
 
 
-def insert_rows(model: type[Model], attnames: Sequence[str], rows: Sequence[Sequence[Any]], connection=default_connection) -> int:
-    """INSERT `rows` (values in `attnames` order, primary key included) into `model`'s table, each value
-    through its field's `get_db_prep_save`; one statement unless the backend's parameter limit forces a
+# Field classes whose database value is the Python value itself when it has exactly this type: the generic
+# get_db_prep_save chain (five calls per value) is skipped for them, for the same result.
+_PASSTHROUGH = {
+    models.CharField: str, models.TextField: str, models.IntegerField: int, models.PositiveIntegerField: int,
+    models.BigIntegerField: int, models.SmallIntegerField: int, models.PositiveSmallIntegerField: int,
+}
+
+
+class _InsertPlan:
+    """What an INSERT into one table with given columns needs, worked out once per process and backend."""
+
+    def __init__(self, model: type[Model], attnames: Sequence[str], connection):
+        by_attname = {f.attname: f for f in model._meta.concrete_fields}
+        self.fields = [by_attname[name] for name in attnames]
+        quote = connection.ops.quote_name
+        self.head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in self.fields)}) VALUES "
+        self.row_sql = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+        self.per_statement = max(1, max_params(connection) // len(self.fields))
+        native_uuid = connection.features.has_native_uuid_field
+        self.preps = []
+        for field in self.fields:
+            plain = _PASSTHROUGH.get(type(field))
+            if plain is not None:
+                self.preps.append((field, plain, None))
+            elif type(field) is models.UUIDField or (field.is_relation and type(field.target_field) is models.UUIDField):
+                self.preps.append((field, uuid.UUID, (lambda v: v) if native_uuid else (lambda v: v.hex)))
+            else:
+                self.preps.append((field, None, None))
+
+    def values(self, row: Sequence[Any], connection) -> list[Any]:
+        values = []
+        for (field, plain, convert), value in zip(self.preps, row, strict=True):
+            if plain is not None and type(value) is plain:
+                values.append(value if convert is None else convert(value))
+            else:
+                values.append(field.get_db_prep_save(value, connection))
+        return values
+
+
+_plans: dict[tuple, _InsertPlan] = {}
+
+
+def insert_rows(model: type[Model], attnames: Sequence[str], rows: Sequence[Sequence[Any]], using: str = DEFAULT_DB_ALIAS) -> int:
+    """INSERT `rows` (values in `attnames` order, primary key included) into `model`'s table, each value as
+    its field's `get_db_prep_save` makes it; one statement unless the backend's parameter limit forces a
     split. Returns the number of statements."""
     if not rows:
         return 0
-    fields = [next(f for f in model._meta.concrete_fields if f.attname == name) for name in attnames]
-    quote = connection.ops.quote_name
-    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
-    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per_statement = max(1, max_params(connection) // len(fields))
+    connection = connections[using]
+    plan_key = (model, tuple(attnames), connection.vendor)
+    plan = _plans.get(plan_key)
+    if plan is None:
+        plan = _plans[plan_key] = _InsertPlan(model, attnames, connection)
     statements = 0
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            batch = rows[start:start + per_statement]
+        for start in range(0, len(rows), plan.per_statement):
+            batch = rows[start:start + plan.per_statement]
             params: list[Any] = []
             for row in batch:
-                params.extend(field.get_db_prep_save(value, connection) for field, value in zip(fields, row, strict=True))
-            cursor.execute(head + ", ".join([row_sql] * len(batch)), params)
+                params.extend(plan.values(row, connection))
+            cursor.execute(plan.head + ", ".join([plan.row_sql] * len(batch)), params)
             statements += 1
     return statements
 
 
-def insert_instances(objs: Iterable[Model], connection=default_connection) -> int:
+def insert_instances(objs: Iterable[Model], using: str = DEFAULT_DB_ALIAS) -> int:
     """INSERT unsaved instances of one model (each field's `pre_save` applied, as `save()` would) with
     `insert_rows`. Returns the number of statements."""
     objs = list(objs)
@@ -125,9 +168,9 @@ def insert_instances(objs: Iterable[Model], connection=default_connection) -> in
         raise ValueError("insert_instances needs primary keys set before the INSERT (no RETURNING here)")
     fields = model._meta.concrete_fields
     statements = insert_rows(
-        model, [f.attname for f in fields], [[f.pre_save(obj, True) for f in fields] for obj in objs], connection
+        model, [f.attname for f in fields], [[f.pre_save(obj, True) for f in fields] for obj in objs], using
     )
     for obj in objs:
         obj._state.adding = False
-        obj._state.db = connection.alias
+        obj._state.db = using
     return statements

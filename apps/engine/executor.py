@@ -205,6 +205,23 @@ class RunScheduler:
         return result
 
 
+_PREPARED_MAX = 512
+_prepared_by_key: dict[str, tuple[RunGraph, tuple[list[str], list[str]]]] = {}
+
+
+def _prepared(definition: dict, key: str | None) -> tuple[RunGraph, tuple[list[str], list[str]]]:
+    """The schedulable graph and the references of `definition`, computed once per `key` in this process.
+    A key must name one definition forever (an immutable workflow version's ID); without one, computed."""
+    prepared = _prepared_by_key.get(key) if key is not None else None
+    if prepared is None:
+        prepared = (run_graph(definition), collect_references(definition))
+        if key is not None:
+            if len(_prepared_by_key) >= _PREPARED_MAX:
+                _prepared_by_key.pop(next(iter(_prepared_by_key), None), None)
+            _prepared_by_key[key] = prepared
+    return prepared
+
+
 def execute(
     *,
     definition: dict,
@@ -217,15 +234,18 @@ def execute(
     is_canceled: Callable[[], bool] | None = None,
     db_connect: Callable | None = None,
     allow_private_network: bool = False,
+    definition_key: str | None = None,
 ) -> RunResult:
     """Run `definition` with `run_input`. Never raises for node problems; returns a masked RunResult.
 
     Calls `resolver.resolve` exactly once, before any node runs (this is the run's only credential
     round-trip). Events go to `on_event(type, data)` (node.* and llm.delta; the caller emits run.*).
     `is_canceled` is polled between nodes and between streamed LLM chunks: keep it cheap.
+    `definition_key`: names this exact definition forever (an immutable version's ID), so its graph is
+    prepared once per process; the definition must then not be mutated by anyone.
     """
     try:
-        graph = run_graph(definition)
+        graph, (connection_ids, requirement_ids) = _prepared(definition, definition_key)
     except DefinitionError as exc:
         return _failed("invalid_definition", str(exc))
 
@@ -237,7 +257,6 @@ def execute(
     if input_ids and (not isinstance(input_fields, Mapping) or "files" not in input_fields):
         input_value["files"] = list(context.files)
 
-    connection_ids, requirement_ids = collect_references(definition)
     resolution = resolver.resolve(
         connection_ids=connection_ids,
         requirement_ids=requirement_ids,

@@ -80,6 +80,7 @@ def execute_run(
         on_event=emit,
         is_canceled=is_canceled,
         allow_private_network=settings.ALLOW_PRIVATE_NETWORK_TARGETS,
+        definition_key=str(run.workflow_version_id),  # versions are immutable
     )
     run.status = {"completed": Run.Status.COMPLETED, "failed": Run.Status.FAILED, "canceled": Run.Status.CANCELED}[
         result.status
