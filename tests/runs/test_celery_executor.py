@@ -21,11 +21,11 @@ from apps.runs import dispatch
 from apps.runs.models import CallbackDelivery, Run, RunEvent
 from tests.conftest import REQUIRE_SERVICES
 from tests.runs.conftest import REDIS_URL, make_http_app, wait_for
+from tests.runs.processes import ROOT, stop_process_group
 from tests.support.http_stub import HttpStub, StubResponse, echo
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 VISIBILITY_TIMEOUT = 3  # seconds before Redis hands a dead worker's unacked message to another worker
 LEASE = 1.5  # seconds without heartbeat before a started run counts as orphaned
 
@@ -75,13 +75,7 @@ class Worker:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process)
 
 
 @pytest.fixture
