@@ -6,7 +6,9 @@ Recovery needs nothing from us: Django closes a connection that raised at the en
 adds is the answer and the log. An outage would otherwise be a 500 and a 70-line traceback per request;
 here it is one warning line when an incident starts (per process), a reminder at most every
 `DATABASE_UNAVAILABLE_LOG_INTERVAL_SECONDS` while it lasts, each carrying how many requests were answered
-503, and one info line when a new connection succeeds again (Django's `connection_created` signal).
+503, and one info line when a new connection succeeds again (Django's `connection_created` signal), which
+ends the incident. Connections that stay open through an outage (SQLite's "database is locked") are
+recycled by CONN_MAX_AGE, so an incident ends within that time after the database is back.
 Lines name exception types only: database error messages can quote query data.
 """
 
@@ -47,11 +49,11 @@ class DatabaseOutageLog:
             now = self._clock()
             self.answered += 1
             self._unlogged += 1
-            if self.since is None:
+            if self.since is None:  # a new incident: always one line
                 self.since = now
                 self.incidents += 1
-            if self._last_logged is not None and now - self._last_logged < interval:
-                return
+            elif self._last_logged is not None and now - self._last_logged < interval:
+                return  # the same incident, logged recently: counted for the next line
             self._last_logged = now
             unlogged, self._unlogged = self._unlogged, 0
             duration = now - self.since
