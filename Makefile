@@ -39,6 +39,8 @@ chromium:
 lint: dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-logo
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 
 test: dev-deps chromium lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

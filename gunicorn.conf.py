@@ -6,6 +6,8 @@ redacts the same token-like query values in every atom (request line, query stri
 prints an Authorization or Cookie header, whatever `access_log_format` asks for.
 """
 
+import os
+
 from gunicorn.glogging import Logger
 
 from apps.core.log_redaction import REDACTED, redact_query_secrets
@@ -27,3 +29,8 @@ class RedactingLogger(Logger):
 
 
 logger_class = RedactingLogger
+
+# gthread: an open SSE stream holds one thread, not a whole worker process (SPEC §15). Workers: gunicorn's
+# own WEB_CONCURRENCY variable (default 1) or --workers.
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))

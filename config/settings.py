@@ -73,6 +73,10 @@ if not 0 < CONNECT_TOKEN_TTL_SECONDS <= 24 * 3600:
     raise ImproperlyConfigured("CONNECT_TOKEN_TTL_SECONDS must be between 1 and 86400 (24 hours)")
 # Refused internal-API calls are counted and logged, one line per reason per this many seconds at most.
 INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS = env.float("INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS", default=60.0)
+# Database outage (SPEC §15): requests answer 503 with this Retry-After; one warning line per incident,
+# repeated at most this often while it lasts (per process).
+DATABASE_UNAVAILABLE_RETRY_AFTER_SECONDS = env.int("DATABASE_UNAVAILABLE_RETRY_AFTER_SECONDS", default=5)
+DATABASE_UNAVAILABLE_LOG_INTERVAL_SECONDS = env.float("DATABASE_UNAVAILABLE_LOG_INTERVAL_SECONDS", default=60.0)
 SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15.0)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 # Budget of every template render (SPEC 12; apps.engine.TemplateLimits, docs/decisions.md "Engine").
@@ -118,6 +122,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.core.middleware.ServiceHealthMiddleware",  # /healthz, /readyz on any host, before the HTTPS redirect
     "apps.core.middleware.RequestLimitsMiddleware",
     "apps.deployments.middleware.AppHostMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -8,7 +8,9 @@ from apps.core import views as core_views
 
 urlpatterns = [
     path("", core_views.home, name="home"),
+    # Answered by apps.core.middleware.ServiceHealthMiddleware on every host; routed here for reverse().
     path("healthz", core_views.healthz, name="healthz"),
+    path("readyz", core_views.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("internal/", include("apps.credentials.urls")),
     path("", include("apps.connect.urls")),

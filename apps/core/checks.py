@@ -4,6 +4,8 @@ rows with a key that cannot read them."""
 
 from __future__ import annotations
 
+import logging
+
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core import checks
@@ -12,7 +14,15 @@ from django.db import DatabaseError, connections
 from .crypto import DecryptionError, decrypt_json
 from .fields import ENCRYPTED_FIELDS  # filled as models load; read only when a check runs
 
+logger = logging.getLogger(__name__)
+
 SAMPLE_ROWS = 200
+
+
+def _not_checked(exc: DatabaseError) -> str:
+    # The exception type only: a database error's message can quote query data.
+    return (f"Stored secrets were not checked against FERNET_KEYS: the database is unavailable ({type(exc).__name__}). "
+            "/readyz checks a sample once it is reachable.")
 
 
 def undecryptable_rows(*, sample: int | None = SAMPLE_ROWS) -> list[str]:
@@ -44,8 +54,11 @@ def verify_stored_secrets() -> None:
     """Raise DecryptionError when any sampled secret cannot be decrypted (used at WSGI start)."""
     try:
         bad = undecryptable_rows()
-    except DatabaseError:
-        return  # no database yet (before migrate): nothing stored to check
+    except DatabaseError as exc:
+        # Before migrate the tables are simply missing (undecryptable_rows skips them); an error here means
+        # the database cannot be read. Start anyway (requests answer 503 until it is back) but say so.
+        logger.warning("%s", _not_checked(exc))
+        return
     if bad:
         raise DecryptionError(
             f"{len(bad)} stored secret(s) cannot be decrypted with FERNET_KEYS (first: {bad[0]}). "
@@ -84,8 +97,8 @@ def fernet_keys_open_stored_secrets(app_configs=None, databases=None, **kwargs):
         return []  # reported by core.E002; no key list to try
     try:
         bad = undecryptable_rows()
-    except DatabaseError:
-        return []
+    except DatabaseError as exc:
+        return [checks.Warning(_not_checked(exc), id="core.W001")]
     if not bad:
         return []
     return [

@@ -12,6 +12,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
+from .outage import is_database_unavailable, record_database_unavailable, retry_after
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,6 +65,12 @@ class IdempotencyKeyReused(ApplicationError):
     code, status = "idempotency_key_reused", 422
 
 
+class ServiceUnavailable(ApplicationError):
+    """The database cannot be reached (SPEC §15): answered with Retry-After, see apps.core.outage."""
+
+    code, status = "service_unavailable", 503
+
+
 class PayloadTooLarge(ApplicationError):
     code, status = "payload_too_large", 413
 
@@ -78,6 +86,20 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 def error_response(code: str, message: str, status: int, details: dict[str, Any] | None = None) -> JsonResponse:
     """For plain Django views and middleware (outside DRF's exception handling)."""
     return JsonResponse(error_body(code, message, details), status=status)
+
+
+DATABASE_UNAVAILABLE_MESSAGE = "The service is temporarily unavailable: its database cannot be reached. Retry later."
+
+
+def database_unavailable_response(exc: BaseException) -> JsonResponse:
+    """503 `service_unavailable` + Retry-After for plain Django views and middleware; logged by
+    apps.core.outage (one line per incident), so Django's request logger is told not to log it again
+    (no "Service Unavailable" line with a traceback per request)."""
+    record_database_unavailable(exc)
+    response = error_response("service_unavailable", DATABASE_UNAVAILABLE_MESSAGE, 503)
+    response["Retry-After"] = retry_after()
+    response._has_been_logged = True
+    return response
 
 
 def from_django_suspicious(exc: Exception) -> ApplicationError | None:
@@ -104,6 +126,7 @@ _DRF_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
+    503: "service_unavailable",
 }
 
 
@@ -111,6 +134,12 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     """DRF EXCEPTION_HANDLER: map every exception to the envelope; unknown ones to a bare 500."""
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+    if is_database_unavailable(exc):
+        record_database_unavailable(exc)
+        response = Response(error_body("service_unavailable", DATABASE_UNAVAILABLE_MESSAGE), status=503)
+        response["Retry-After"] = retry_after()
+        response._has_been_logged = True  # logged once per incident above, not once per request by Django
+        return response
     mapped = from_django_suspicious(exc)
     if mapped is not None:
         return Response(error_body(mapped.code, mapped.message, mapped.details), status=mapped.status)

@@ -1,4 +1,9 @@
-"""Request limits at the door (SPEC.md section 12), for every view, DRF or plain Django.
+"""Service health and request limits at the door.
+
+`ServiceHealthMiddleware` (first in MIDDLEWARE): answers `/healthz` and `/readyz` before host routing and
+the HTTPS redirect, and turns a database outage raised in a view into `503 service_unavailable`.
+
+Request limits at the door (SPEC.md section 12), for every view, DRF or plain Django.
 
 A body whose Content-Length is over the limit is answered 413 before any view, parser or middleware
 reads it. Multipart bodies carry uploads and get the upload allowance (files are then checked one by
@@ -10,7 +15,38 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from .errors import error_response
+from . import views
+from .errors import database_unavailable_response, error_response
+from .outage import is_database_unavailable
+
+_PROBES = {"/healthz": views.healthz, "/readyz": views.readyz}
+
+
+class ServiceHealthMiddleware:
+    """First middleware: probes answer on any Host, over plain HTTP (SPEC §15).
+
+    A load balancer probes `http://<ip>:<port>/healthz`: AppHostMiddleware refuses IP-literal and unknown
+    hosts (400), and SecurityMiddleware redirects plain HTTP with SECURE_SSL_REDIRECT. Neither view needs
+    the session, auth or CSRF layers, so answering here costs one dict lookup for every other request.
+
+    process_exception: views that are not DRF's (admin, connect pages) raising a database outage get the
+    same 503 as DRF views get from the exception handler; errors raised by middleware reach handler500
+    (apps.core.views.server_error), which does the same.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        probe = _PROBES.get(request.path_info)
+        if probe is not None and request.method in ("GET", "HEAD"):
+            return probe(request)
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if is_database_unavailable(exception):
+            return database_unavailable_response(exception)
+        return None
 
 
 def max_multipart_bytes() -> int:

@@ -1,8 +1,12 @@
+import sys
+
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect
 
-from .errors import error_response, from_django_suspicious
+from .errors import database_unavailable_response, error_response, from_django_suspicious
+from .health import readiness
+from .outage import is_database_unavailable, retry_after
 
 
 def home(request):
@@ -10,7 +14,20 @@ def home(request):
 
 
 def healthz(request):
+    """Liveness: no database, no cache (apps.core.health). Answered on any host, over plain HTTP."""
     return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """Readiness: 200 with every check `ok`, else 503 naming the failing ones (apps.core.health)."""
+    ready, checks = readiness()
+    if ready:
+        return JsonResponse({"status": "ok", "checks": checks})
+    failing = sorted(name for name, value in checks.items() if value != "ok")
+    response = JsonResponse({"status": "unavailable", "checks": checks, "failing": failing}, status=503)
+    response["Retry-After"] = retry_after()
+    response._has_been_logged = True  # a probe every few seconds: the body says it, not one log line each
+    return response
 
 
 def not_found(request, exception=None):
@@ -27,6 +44,11 @@ def bad_request(request, exception=None):
 
 
 def server_error(request):
+    # Called while Django handles the exception (sys.exc_info() is set): an error raised by a middleware
+    # (host routing looks Apps up) lands here, not in a view's handler. A database outage is a 503.
+    exc = sys.exc_info()[1]
+    if is_database_unavailable(exc):
+        return database_unavailable_response(exc)
     return error_response("internal_error", "Internal server error.", 500)
 
 
@@ -34,4 +56,4 @@ def robots(request):  # pragma: no cover - trivial
     return HttpResponse("User-agent: *\nDisallow: /\n", content_type="text/plain")
 
 
-__all__ = ["home", "healthz", "not_found", "bad_request", "server_error", "robots", "settings"]
+__all__ = ["home", "healthz", "readyz", "not_found", "bad_request", "server_error", "robots", "settings"]

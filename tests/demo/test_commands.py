@@ -3,8 +3,9 @@ from __future__ import annotations
 import re
 from io import StringIO
 
+import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from apps.accounts.models import AccessKey, Organization, Project
@@ -102,3 +103,10 @@ def test_demo_runs_end_to_end_with_per_user_credentials(transactional_db, live_s
     response = client.post("/v1/runs", {"input": {"question": "unpaid"}, "user_id": "user-99"},
                            content_type="application/json", HTTP_HOST=app.hostname, HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 409 and response.json()["error"]["code"] == "requirements_unsatisfied"
+
+
+def test_demo_refuses_with_debug_off(db, settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="refuses to run with DEBUG=false"):
+        run_demo()
+    assert counts() == {name: 0 for name in (*(m.__name__ for m in MODELS), "users")}

@@ -101,6 +101,7 @@ def _demo_account(api_key: str) -> str:
 
 def test_the_seed_examples_run_against_the_demo(live_server, settings, tmp_path):
     settings.PLATFORM_URL = live_server.url  # the demo's upstream is the platform's own /demo-upstream/
+    settings.DEBUG = True  # the demo refuses to run otherwise (pytest-django turns DEBUG off)
     out = StringIO()
     call_command("demo", stdout=out, stderr=StringIO())
     key = KEY_RE.search(out.getvalue()).group(0)

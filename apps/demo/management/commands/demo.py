@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from apps.accounts.services import access_key_create, project_get_or_create
@@ -67,6 +67,10 @@ class Command(BaseCommand):
     help = "Seed a demo organization, project, connections, workflow, deployed App and end-user links."
 
     def handle(self, *args, **options):
+        if not settings.DEBUG:
+            # The demo creates the superuser admin/admin and public demo keys: never in a production database.
+            raise CommandError("The demo is for development only: it creates the superuser admin/admin. "
+                               "It refuses to run with DEBUG=false (this database may be a production one).")
         with transaction.atomic():
             seeded = self._seed()
         self._print_guide(**seeded)
