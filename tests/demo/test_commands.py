@@ -36,7 +36,7 @@ def test_demo_seeds_everything_and_is_idempotent(db):
     assert AccessKey.objects.count() == 2  # each run prints a new key
 
     assert after_first == {"Organization": 1, "Project": 1, "Connection": 3, "Workflow": 1, "Requirement": 1,
-                           "WorkflowVersion": 1, "App": 1, "Deployment": 1, "EndUserLink": 2, "users": 1}
+                           "WorkflowVersion": 2, "App": 1, "Deployment": 2, "EndUserLink": 2, "users": 1}
     keys = [KEY_RE.findall(first), KEY_RE.findall(second)]
     assert len(set(keys[0])) == 1 and len(set(keys[1])) == 1 and keys[0] != keys[1]
     for found in keys:
@@ -102,3 +102,4 @@ def test_demo_runs_end_to_end_with_per_user_credentials(transactional_db, live_s
     response = client.post("/v1/runs", {"input": {"question": "unpaid"}, "user_id": "user-99"},
                            content_type="application/json", HTTP_HOST=app.hostname, HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 409 and response.json()["error"]["code"] == "requirements_unsatisfied"
+
