@@ -21,5 +21,5 @@ if settings.DEMO_UPSTREAM_ENABLED:
     urlpatterns.append(path("demo-upstream/", include("apps.core.demo_urls")))
 
 handler400 = "apps.core.views.bad_request"
-handler404 = "apps.core.views.not_found"
-handler500 = "apps.core.views.server_error"
+handler404 = "apps.core.error_pages.not_found"  # HTML for browser routes, JSON for the APIs
+handler500 = "apps.core.error_pages.server_error"

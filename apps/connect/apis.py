@@ -11,6 +11,7 @@ from apps.accounts.authentication import AccessKeyAuthentication, CanUseApp
 from apps.core.errors import BadRequest
 from apps.core.schema import error_responses
 
+from . import examples as ex
 from . import selectors, services
 from .authentication import ConnectTokenAuthentication, HasConnectToken
 
@@ -53,6 +54,7 @@ class ConnectTokenCreateApi(APIView):
     @extend_schema(
         tags=["connect"], operation_id="connect_tokens_create", summary="Mint a connect token for an end user",
         request=ConnectTokenInputSerializer, responses={201: ConnectTokenSerializer, **error_responses(400, 401, 403)},
+        examples=ex.TOKEN_CREATE,
     )
     def post(self, request):
         data = _exact_fields(request.data, {"user_id", "redirect_url"})
@@ -106,6 +108,7 @@ class RequirementListApi(_ConnectApi):
         tags=["connect"], operation_id="connect_requirements_list", summary="The App's requirements for this end user",
         responses={200: inline_serializer("ConnectRequirementList", {"data": ConnectRequirementSerializer(many=True)}),
                    **error_responses(401)},
+        examples=ex.REQUIREMENTS,
     )
     def get(self, request):
         statuses = selectors.requirement_statuses(app=request.user.app, user_id=request.user.user_id)
@@ -122,7 +125,7 @@ class RequirementCredentialsApi(_ConnectApi):
     @extend_schema(
         tags=["connect"], operation_id="connect_requirements_credentials_create",
         summary="Link credentials for a requirement", request=ConnectCredentialsInputSerializer,
-        responses={201: ConnectMessageSerializer, **error_responses(400, 401, 404)},
+        responses={201: ConnectMessageSerializer, **error_responses(400, 401, 404)}, examples=ex.CREDENTIALS,
     )
     def post(self, request, requirement_id):
         requirement = self.requirement(request, requirement_id)
@@ -144,6 +147,7 @@ class RequirementAuthorizeApi(_ConnectApi):
         responses={200: OpenApiResponse(inline_serializer(
             "ConnectAuthorizeEnvelope", {"data": inline_serializer("ConnectAuthorize", {"url": serializers.URLField()})})),
             **error_responses(400, 401, 404)},
+        examples=ex.AUTHORIZE,
     )
     def post(self, request, requirement_id):
         requirement = self.requirement(request, requirement_id)
@@ -162,7 +166,7 @@ class RequirementConnectionApi(_ConnectApi):
     @extend_schema(
         tags=["connect"], operation_id="connect_requirements_connection_delete",
         summary="Unlink the end user's connection (revoking it upstream where possible)",
-        responses={200: ConnectUnlinkSerializer, **error_responses(401, 404)},
+        responses={200: ConnectUnlinkSerializer, **error_responses(401, 404)}, examples=ex.UNLINK,
     )
     def delete(self, request, requirement_id):
         requirement = self.requirement(request, requirement_id)

@@ -14,6 +14,7 @@ class EndUserLink(BaseModel):
     connection = models.OneToOneField("connections.Connection", on_delete=models.CASCADE, related_name="link")
 
     class Meta:
+        verbose_name = "end-user link"
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["app", "user_id", "requirement"], name="enduserlink_unique_triple"),

@@ -23,6 +23,7 @@ class OAuthProvider(BaseModel):
     pkce = models.BooleanField(default=True)
 
     class Meta:
+        verbose_name, verbose_name_plural = "OAuth2 provider", "OAuth2 providers"
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="oauthprovider_unique_name_per_project"),
@@ -133,4 +134,5 @@ class OAuthState(BaseModel):
     used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name, verbose_name_plural = "OAuth2 state", "OAuth2 states"
         ordering = ["-created_at"]

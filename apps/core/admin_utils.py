@@ -68,6 +68,16 @@ def pretty_json(value: Any, *, redact: bool = True):
     return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', text)
 
 
+def collapsed_json(value: Any, summary: str, *, open: bool = False, redact: bool = True):
+    """Pretty JSON folded into a <details> element: the page stays short, one click shows the value."""
+    text = redacted_json(value) if redact else json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return format_html(
+        '<details{}><summary style="cursor:pointer">{}</summary>'
+        '<pre style="white-space:pre-wrap;margin:4px 0 0;max-height:400px;overflow:auto">{}</pre></details>',
+        " open" if open else "", summary, text,
+    )
+
+
 def admin_link(obj, label: str | None = None):
     if obj is None:
         return "-"

@@ -169,3 +169,29 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     # Log the type and location only: exception messages can quote request data.
     logger.error("unhandled %s in %s", type(exc).__name__, context.get("view").__class__.__name__)
     return Response(error_body("internal_error", "Internal server error."), status=500)
+
+
+class InternalError(ApplicationError):
+    """An unexpected failure: no traceback, no secret, ever."""
+
+    code, status = "internal_error", 500
+
+
+def _subclasses(cls: type) -> list[type]:
+    found, pending = [], [cls]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(current.__subclasses__())
+    return found
+
+
+def error_codes() -> dict[str, int]:
+    """Every `error.code` an API answer can carry, with its HTTP status, in code order: the enum the OpenAPI
+    document gives the error envelope (apps.management_api.schema). Read from the code, never kept by hand:
+    the codes of ApplicationError and its subclasses (every app's, once imported: the schema generator has
+    imported every view) and the codes DRF's own exceptions are mapped to (`_DRF_CODES`)."""
+    found = {code: status for status, code in _DRF_CODES.items()}
+    for cls in _subclasses(ApplicationError):
+        found.setdefault(cls.code, cls.status)
+    return dict(sorted(found.items()))

@@ -7,9 +7,13 @@ The response envelopes are real serializers, so the schema states exactly what v
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.drainage import get_override
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema_serializer
 from rest_framework import serializers
+
+from .errors import error_codes
 
 
 class ErrorBodySerializer(serializers.Serializer):
@@ -29,18 +33,49 @@ class PaginationSerializer(serializers.Serializer):
     total_count = serializers.IntegerField(min_value=0)
 
 
+# Examples. A serializer carries its own (`with_examples`), so every operation that answers or accepts it shows
+# them; `envelope()` and `page()` wrap the examples of the serializer they wrap.
+
+
+def request_example(name: str, value: Any, *, summary: str | None = None) -> OpenApiExample:
+    return OpenApiExample(name, value=value, summary=summary, request_only=True)
+
+
+def response_example(name: str, value: Any, *, summary: str | None = None, status_codes=None) -> OpenApiExample:
+    return OpenApiExample(name, value=value, summary=summary, response_only=True, status_codes=status_codes)
+
+
+def with_examples(*examples: OpenApiExample):
+    """Class decorator: these examples wherever the serializer is a request body or an answer."""
+    return extend_schema_serializer(examples=list(examples))
+
+
+def _wrapped_examples(serializer_class: type, wrap) -> list[OpenApiExample]:
+    return [
+        response_example(example.name, wrap(example.value), summary=example.summary, status_codes=example.status_codes)
+        for example in get_override(serializer_class, "examples", [])
+        if not example.request_only
+    ]
+
+
+EXAMPLE_PAGINATION = {"page": 1, "page_size": 20, "page_count": 1, "total_count": 1}
+
+
 @cache
 def envelope(serializer_class: type[serializers.Serializer]) -> type[serializers.Serializer]:
     """`{"data": <object>}` as a schema component (`Connection` → `ConnectionEnvelope`)."""
     name = serializer_class.__name__.removesuffix("Serializer") + "EnvelopeSerializer"
-    return type(name, (serializers.Serializer,), {"data": serializer_class()})
+    wrapper = type(name, (serializers.Serializer,), {"data": serializer_class()})
+    return with_examples(*_wrapped_examples(serializer_class, lambda value: {"data": value}))(wrapper)
 
 
 @cache
 def page(serializer_class: type[serializers.Serializer]) -> type[serializers.Serializer]:
     """`{"data": [<object>...], "pagination": {...}}` as a schema component (`Connection` → `ConnectionPage`)."""
     name = serializer_class.__name__.removesuffix("Serializer") + "PageSerializer"
-    return type(name, (serializers.Serializer,), {"data": serializer_class(many=True), "pagination": PaginationSerializer()})
+    wrapper = type(name, (serializers.Serializer,), {"data": serializer_class(many=True), "pagination": PaginationSerializer()})
+    examples = _wrapped_examples(serializer_class, lambda value: {"data": [value], "pagination": EXAMPLE_PAGINATION})
+    return with_examples(*examples)(wrapper)
 
 
 ERROR_DESCRIPTIONS = {
@@ -55,6 +90,24 @@ ERROR_DESCRIPTIONS = {
     422: "`idempotency_key_reused`: the Idempotency-Key was already used, in the same scope, with another body.",
     429: "Rate limited.",
 }
+
+
+ERROR_CODE_COMPONENT = "ErrorCode"
+
+
+def document_error_codes(schema: dict) -> dict:
+    """Make `error.code` of the envelope a documented enum: the component `ErrorCode`, its values and their
+    HTTP statuses read from apps.core.errors.error_codes() (the one source; nothing listed here)."""
+    codes = error_codes()
+    lines = "\n".join(f"* `{code}` - {status}" for code, status in codes.items())
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas[ERROR_CODE_COMPONENT] = {
+        "type": "string",
+        "enum": list(codes),
+        "description": "The error's code, and the HTTP status it is answered with:\n\n" + lines,
+    }
+    schemas["ErrorBody"]["properties"]["code"] = {"$ref": f"#/components/schemas/{ERROR_CODE_COMPONENT}"}
+    return schema
 
 
 def error_responses(*codes: int, **descriptions: str) -> dict[int, OpenApiResponse]:

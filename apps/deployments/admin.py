@@ -23,7 +23,16 @@ from apps.core.errors import ApplicationError, BadRequest
 from apps.workflows.models import WorkflowVersion
 
 from .models import App, Deployment
-from .services import app_create, app_update, deploy, normalize_origins, rollback, validate_hostname
+from .services import (
+    NOTHING_TO_ROLL_BACK,
+    app_create,
+    app_update,
+    deploy,
+    normalize_origins,
+    rollback,
+    rollback_target,
+    validate_hostname,
+)
 
 
 class OriginsField(forms.CharField):
@@ -143,15 +152,16 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         return (
             (None, {"fields": ("name", "project", "hostname", "access_type", "allowed_redirect_origins",
                                "allow_anonymous_uploads")}),
-            ("Serving", {"fields": ("endpoints", "live_version", "deploy_link", "callback_secret_state")}),
+            ("Serving", {"fields": ("endpoints", "live_version", "deploy_link", "rollback_link",
+                                    "callback_secret_state")}),
             ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
         )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
-        return ("project", "hostname", "endpoints", "live_version", "deploy_link", "callback_secret_state", "id",
-                "created_at", "updated_at")
+        return ("project", "hostname", "endpoints", "live_version", "deploy_link", "rollback_link",
+                "callback_secret_state", "id", "created_at", "updated_at")
 
     @admin.display(description="Live version")
     def live_version(self, obj: App):
@@ -210,6 +220,8 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     def get_urls(self):
         custom = [
             path("<path:object_id>/deploy/", self.admin_site.admin_view(self.deploy_view), name="deployments_app_deploy"),
+            path("<path:object_id>/rollback/", self.admin_site.admin_view(self.rollback_view),
+                 name="deployments_app_rollback"),
         ]
         return custom + super().get_urls()
 
@@ -238,35 +250,68 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/deployments/app/deploy.html", context)
 
     # ---- rollback -------------------------------------------------------------------------------
+    # Offered only where there is an earlier version to go back to: the change page shows the button only
+    # then, and the action confirms only the selected Apps that have one (none: no confirmation at all).
+
+    @admin.display(description="Roll back")
+    def rollback_link(self, obj: App):
+        target = rollback_target(app=obj)
+        if target is None:
+            return "Nothing to roll back to: no earlier version of this workflow was deployed to this App."
+        return format_html('<a class="button" href="{}">Roll back to {}…</a>',
+                           reverse("admin:deployments_app_rollback", args=[obj.pk]), target.workflow_version)
+
+    def _rollback_line(self, app: App, target: Deployment) -> str:
+        return f"{app.name}: {app.current_deployment.workflow_version} → {target.workflow_version}"
+
+    def _roll_back(self, request, app: App) -> None:
+        try:
+            deployment = rollback(app=app, actor=request.user)
+        except ApplicationError as exc:
+            self.message_user(request, f"{app.name}: {exc.message}", messages.ERROR)
+        else:
+            self.message_user(request, f"{app.name}: now serving {deployment.workflow_version}.", messages.SUCCESS)
+
     @admin.action(description="Roll back selected Apps to their previous deployment")
     def rollback_apps(self, request, queryset):
-        queryset = queryset.select_related("current_deployment__workflow_version__workflow")
-
-        def describe(app: App) -> str:
-            current = app.current_deployment
-            previous = (
-                app.deployments.filter(created_at__lt=current.created_at).select_related("workflow_version__workflow")
-                .order_by("-created_at").first() if current else None
-            )
-            if previous is None:
-                return f"{app.name}: nothing to roll back to"
-            return f"{app.name}: {current.workflow_version} → {previous.workflow_version}"
-
+        apps = list(queryset.select_related("current_deployment__workflow_version__workflow"))
+        targets = {app.pk: rollback_target(app=app) for app in apps}
+        eligible = [app for app in apps if targets[app.pk] is not None]
+        for app in apps:
+            if targets[app.pk] is None:
+                self.message_user(request, f"{app.name}: {NOTHING_TO_ROLL_BACK}", messages.WARNING)
+        if not eligible:
+            return None
         response = confirm_action(
-            self, request, queryset, action="rollback_apps", title="Roll back Apps",
+            self, request, queryset.filter(pk__in=[app.pk for app in eligible]), action="rollback_apps",
+            title="Roll back Apps",
             question="Each App below will redeploy the version of its previous deployment (recorded in its history).",
-            describe=describe, confirm_label="Yes, roll back",
+            describe=lambda app: self._rollback_line(app, targets[app.pk]), confirm_label="Yes, roll back",
         )
         if response is not None:
             return response
-        for app in queryset:
-            try:
-                deployment = rollback(app=app, actor=request.user)
-            except ApplicationError as exc:
-                self.message_user(request, f"{app.name}: {exc.message}", messages.ERROR)
-            else:
-                self.message_user(request, f"{app.name}: now serving {deployment.workflow_version}.", messages.SUCCESS)
+        for app in eligible:
+            self._roll_back(request, app)
         return None
+
+    def rollback_view(self, request, object_id):
+        app = get_object_or_404(App.objects.select_related("current_deployment__workflow_version__workflow"),
+                                pk=object_id)
+        if not self.has_change_permission(request, app):
+            raise PermissionDenied
+        change_url = reverse("admin:deployments_app_change", args=[app.pk])
+        target = rollback_target(app=app)
+        if target is None:
+            self.message_user(request, f"{app.name}: {NOTHING_TO_ROLL_BACK}", messages.WARNING)
+            return HttpResponseRedirect(change_url)
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            self._roll_back(request, app)
+            return HttpResponseRedirect(change_url)
+        return confirm_action(
+            self, request, App.objects.filter(pk=app.pk), action="", title=f"Roll back {app.name}",
+            question="This App will redeploy the version of its previous deployment (recorded in its history).",
+            describe=lambda one: self._rollback_line(one, target), confirm_label="Yes, roll back",
+        )
 
 
 @admin.register(Deployment)

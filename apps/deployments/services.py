@@ -194,23 +194,34 @@ def deploy(*, app: App, version: WorkflowVersion, actor=None, rolled_back_from: 
     return deployment
 
 
+NOTHING_TO_ROLL_BACK = "There is no earlier version of this workflow to roll back to."
+
+
+def rollback_target(*, app: App) -> Deployment | None:
+    """The deployment a rollback without `deployment` redeploys: the newest earlier deployment of another version
+    of the same workflow (rolling back to the version that is live already would change nothing; SPEC: an earlier
+    version of the same workflow). None when there is none. One query (the App's current deployment loaded)."""
+    current = app.current_deployment
+    if current is None:
+        return None
+    return (
+        app.deployments.filter(created_at__lt=current.created_at,
+                               workflow_version__workflow_id=current.workflow_version.workflow_id)
+        .exclude(workflow_version_id=current.workflow_version_id)
+        .select_related("workflow_version__workflow").order_by("-created_at").first()
+    )
+
+
 @transaction.atomic
 def rollback(*, app: App, deployment: Deployment | None = None, actor=None) -> Deployment:
-    """Redeploy the version of `deployment`, or of the one before the current deployment."""
+    """Redeploy the version of `deployment`, or of the one before the current deployment (`rollback_target`)."""
     current = app.current_deployment
     if deployment is None:
         if current is None:
             raise Conflict("The App has no deployment to roll back.")
-        # The newest earlier deployment of another version of the same workflow: rolling back to the
-        # version that is live already would change nothing (SPEC: an earlier version of the same workflow).
-        deployment = (
-            app.deployments.filter(created_at__lt=current.created_at,
-                                   workflow_version__workflow_id=current.workflow_version.workflow_id)
-            .exclude(workflow_version_id=current.workflow_version_id)
-            .select_related("workflow_version__workflow").order_by("-created_at").first()
-        )
+        deployment = rollback_target(app=app)
         if deployment is None:
-            raise Conflict("There is no earlier version of this workflow to roll back to.")
+            raise Conflict(NOTHING_TO_ROLL_BACK)
     elif deployment.app_id != app.id:
         raise NotFound("No such deployment.")
     return deploy(app=app, version=deployment.workflow_version, actor=actor, rolled_back_from=current)

@@ -300,14 +300,14 @@ def _run_result(
         ((r.ended or 0.0, node_id) for node_id, r in ordered.items() if r.status == "failure"),
     )
     if failures and options.error_on_node_failure:
-        node_id = failures[0][1]
-        error = ordered[node_id].error or {}
-        return _failed(
-            "node_failed",
-            scheduler.state.masker.mask_text(f"Node {node_id} failed: {error.get('message', 'unknown error')}"),
-            {"node_id": node_id, "type": error.get("type")},
-            ordered,
-        )
+        return _node_failed(scheduler, ordered, failures[0][1])
+    if output_ids and ordered[output_ids[0]].status != "success":
+        # The output could not be computed: the run failed, because of the first failure upstream of it
+        # (SPEC.md section 15), whatever `last_node_output` says.
+        upstream = _upstream_of(output_ids[0], scheduler.graph.deps)
+        blocking = [node_id for _, node_id in failures if node_id in upstream]
+        if blocking:
+            return _node_failed(scheduler, ordered, blocking[0])
 
     if options.last_node_output:
         output = _last_output(ordered, scheduler.graph.deps, output_ids, input_ids)
@@ -316,6 +316,30 @@ def _run_result(
     else:
         output = None
     return RunResult(status="completed", output=output, error=None, nodes=ordered)
+
+
+def _node_failed(scheduler: RunScheduler, ordered: dict[str, NodeResult], node_id: str) -> RunResult:
+    """`failed` with `{"code": "node_failed", "message", "node_id", "type", "details": {"node_id", "type"}}`:
+    the node's ID and error type at the top (SPEC.md section 15) and in `details` (the envelope's place, as
+    the 502 of `error_on_node_failure` answers them)."""
+    error = ordered[node_id].error or {}
+    message = scheduler.state.masker.mask_text(f"Node {node_id} failed: {error.get('message', 'unknown error')}")
+    where = {"node_id": node_id, "type": error.get("type")}
+    return RunResult(
+        status="failed", output=None, error={"code": "node_failed", "message": message, **where, "details": where},
+        nodes=ordered,
+    )
+
+
+def _upstream_of(node_id: str, deps: Mapping[str, list[str]]) -> set[str]:
+    """`node_id` and every node it depends on, directly or through others."""
+    seen, pending = set(), [node_id]
+    while pending:
+        current = pending.pop()
+        if current not in seen:
+            seen.add(current)
+            pending.extend(deps.get(current, ()))
+    return seen
 
 
 def _last_output(

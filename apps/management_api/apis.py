@@ -30,6 +30,7 @@ from apps.deployments.selectors import deployment_history
 from apps.engine import connection_types
 from apps.workflows import services as workflow_services
 
+from . import examples as ex
 from . import schema as _schema  # noqa: F401  (registers the access-key security scheme)
 from . import selectors
 from . import serializers as s
@@ -161,7 +162,7 @@ class ConnectionDetailApi(ManagementAPIView):
         tags=["connections"], operation_id="connections_destroy", summary="Delete a connection",
         description="Refused with 409 while a saved or deployed workflow version references it; "
                     "`error.details` lists the referring versions (with their workflows) and Apps.",
-        responses={204: OpenApiResponse(description="Deleted."), **_errors(409)},
+        responses={204: OpenApiResponse(description="Deleted."), **_errors(409)}, examples=[ex.CONNECTION_REFERENCED],
     )
     def delete(self, request, connection_id):
         connection = selectors.connection_get(key=self.key, connection_id=connection_id)
@@ -509,7 +510,7 @@ class LinkDetailApi(ManagementAPIView):
         tags=["apps"], operation_id="links_destroy", summary="Remove an end-user link",
         description="Deletes the link and the end user's connection behind it, revoking an OAuth2 grant upstream "
                     "where the provider supports it.",
-        responses={204: OpenApiResponse(description="Deleted."), **_errors()},
+        responses={204: OpenApiResponse(description="Deleted."), **_errors()}, examples=[ex.LINK_NOT_FOUND],
     )
     def delete(self, request, app_id, link_id):
         app = selectors.app_get(key=self.key, app_id=app_id)

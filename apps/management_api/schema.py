@@ -14,6 +14,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.generators import SchemaGenerator
 
+from apps.core.schema import document_error_codes
 from apps.runs.schema import ClosedRequestSerializer
 
 from .serializers import StrictInputSerializer
@@ -149,6 +150,7 @@ class PlatformSchemaGenerator(SchemaGenerator):
         schema = copy.deepcopy(super().get_schema(request=request, public=public))
         schema["servers"] = [{"url": settings.PLATFORM_URL, "description": "Platform host"}]
         _forbid_unknown_request_fields(schema.get("components", {}))
+        document_error_codes(schema)
         schema = move_app_host_paths(schema)
         schema["paths"] = dict(sorted(schema["paths"].items()))
         return schema

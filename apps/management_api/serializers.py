@@ -14,10 +14,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.connections.models import Connection
-from apps.core.schema import ErrorSerializer, envelope, page  # noqa: F401  (re-exported for the views)
+from apps.core.schema import ErrorSerializer, envelope, page, with_examples  # noqa: F401  (re-exported for the views)
 from apps.deployments.models import App, Deployment
 from apps.engine import connection_types
 from apps.engine.connection_types import MASK
+
+from . import examples as ex
 
 
 class StrictInputSerializer(serializers.Serializer):
@@ -32,6 +34,7 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+@with_examples(ex.AUTHORIZATION_URL)
 class AuthorizationUrlSerializer(serializers.Serializer):
     url = serializers.URLField()
 
@@ -45,6 +48,7 @@ class ConnectionOwnerSerializer(serializers.Serializer):
     user_id = serializers.CharField(allow_null=True)
 
 
+@with_examples(ex.CONNECTION)
 class ConnectionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
@@ -70,6 +74,7 @@ class ConnectionSerializer(serializers.Serializer):
         return {"type": Connection.Owner.PROJECT, "app_id": None, "user_id": None}
 
 
+@with_examples(ex.CONNECTION_CREATE)
 class ConnectionCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     type = serializers.CharField(
@@ -80,6 +85,7 @@ class ConnectionCreateSerializer(StrictInputSerializer):
     project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
 
 
+@with_examples(ex.CONNECTION_UPDATE)
 class ConnectionUpdateSerializer(StrictInputSerializer):
     config = serializers.DictField(
         help_text=f"The new config. Secret fields sent blank or as '{MASK}' keep their stored value."
@@ -98,6 +104,7 @@ class ConnectionUpdateSerializer(StrictInputSerializer):
 # OAuth2 providers
 
 
+@with_examples(ex.PROVIDER)
 class OAuthProviderSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
@@ -116,6 +123,7 @@ class OAuthProviderSerializer(serializers.Serializer):
         return MASK if provider.client_secret else ""
 
 
+@with_examples(ex.PROVIDER_CREATE)
 class OAuthProviderCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     authorize_url = serializers.URLField(max_length=500)
@@ -128,6 +136,7 @@ class OAuthProviderCreateSerializer(StrictInputSerializer):
     project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
 
 
+@with_examples(ex.PROVIDER_UPDATE)
 class OAuthProviderUpdateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     authorize_url = serializers.URLField(max_length=500, required=False)
@@ -145,6 +154,7 @@ class OAuthProviderUpdateSerializer(StrictInputSerializer):
 # Workflows, requirements, versions
 
 
+@with_examples(ex.WORKFLOW)
 class WorkflowSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
@@ -157,6 +167,7 @@ class WorkflowSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+@with_examples(ex.WORKFLOW_CREATE)
 class WorkflowCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
@@ -174,6 +185,7 @@ class RequirementSpecSerializer(StrictInputSerializer):
     )
 
 
+@with_examples(ex.REQUIREMENT)
 class RequirementSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     workflow_id = serializers.UUIDField()
@@ -186,6 +198,7 @@ class RequirementSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+@with_examples(ex.REQUIREMENT_CREATE)
 class RequirementCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100, help_text="Machine name, unique per workflow.")
     title = serializers.CharField(max_length=200)
@@ -193,6 +206,7 @@ class RequirementCreateSerializer(StrictInputSerializer):
     spec = RequirementSpecSerializer()
 
 
+@with_examples(ex.REQUIREMENT_UPDATE)
 class RequirementUpdateSerializer(StrictInputSerializer):
     title = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
@@ -207,6 +221,7 @@ class RequirementUpdateSerializer(StrictInputSerializer):
         return super().to_internal_value(data)
 
 
+@with_examples(ex.VERSION)
 class WorkflowVersionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     workflow_id = serializers.UUIDField()
@@ -222,6 +237,7 @@ class WorkflowVersionSerializer(serializers.Serializer):
         return sorted(str(r.id) for r in version.requirements.all())
 
 
+@with_examples(ex.VERSION_CREATE)
 class WorkflowVersionCreateSerializer(StrictInputSerializer):
     # Any JSON: the definition validator answers with per-field details, which a DictField could not.
     definition = serializers.JSONField(help_text="The workflow definition (SPEC.md section 4).")
@@ -234,6 +250,7 @@ class WorkflowVersionCreateSerializer(StrictInputSerializer):
 ANONYMOUS_UPLOADS_HELP = "Public Apps: whether callers without an access key may upload files (default false)."
 
 
+@with_examples(ex.APP)
 class AppSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
@@ -253,12 +270,14 @@ class AppSerializer(serializers.Serializer):
         return str(deployment.workflow_version_id) if deployment else None
 
 
+@with_examples(ex.APP_CREATED)
 class AppCreatedSerializer(AppSerializer):
     callback_signing_secret = serializers.CharField(
         help_text="Signs async-run callbacks (Standard Webhooks). Shown in this answer only: store it now."
     )
 
 
+@with_examples(ex.APP_CREATE)
 class AppCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False, default=App.AccessType.PRIVATE)
@@ -274,6 +293,7 @@ class AppCreateSerializer(StrictInputSerializer):
     allow_anonymous_uploads = serializers.BooleanField(required=False, default=False, help_text=ANONYMOUS_UPLOADS_HELP)
 
 
+@with_examples(ex.APP_UPDATE)
 class AppUpdateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     hostname = serializers.CharField(
@@ -287,6 +307,7 @@ class AppUpdateSerializer(StrictInputSerializer):
     )
 
 
+@with_examples(ex.DEPLOYMENT, ex.ROLLBACK_DEPLOYMENT)
 class DeploymentSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     app_id = serializers.UUIDField()
@@ -299,16 +320,19 @@ class DeploymentSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+@with_examples(ex.DEPLOYMENT_CREATE)
 class DeploymentCreateSerializer(StrictInputSerializer):
     workflow_version_id = serializers.UUIDField()
 
 
+@with_examples(ex.ROLLBACK, ex.ROLLBACK_TO)
 class RollbackSerializer(StrictInputSerializer):
     deployment_id = serializers.UUIDField(
         required=False, help_text="Redeploy this deployment's version; default: the one before the current deployment."
     )
 
 
+@with_examples(ex.LINK)
 class LinkSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     app_id = serializers.UUIDField()

@@ -4,6 +4,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from apps.core.fields import EncryptedJSONField
 
@@ -56,7 +57,9 @@ class Run(models.Model):
     # Refreshed by the process executing the run (every RUNS_LEASE_SECONDS / 3); a `started` run whose
     # heartbeat is older than the lease is taken to be orphaned (its process died) and may be claimed again.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # A default, not auto_now_add: a synchronous run is built (created_at) before it starts and saved only
+    # after it ended, and auto_now_add would stamp the save time over it (created_at after started_at).
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 

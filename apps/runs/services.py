@@ -98,7 +98,7 @@ def raise_for_rejected(run: Run, result: RunResult) -> None:
             "the user to the hosted connect page.",
             details={**result.error["details"], "run_id": str(run.id)},
         )
-    if code == "node_failed":
+    if code == "node_failed" and run.options.get("error_on_node_failure"):  # otherwise a failed run, answered 200
         raise NodeFailed(result.error["message"], details={**result.error["details"], "run_id": str(run.id)})
 
 

@@ -1,18 +1,32 @@
 from __future__ import annotations
 
+import json
 import re
+import uuid
 
 from django import forms
 from django.contrib import admin
 from django.db.models import Count, Max
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from apps.connections.models import OAuthProvider
 from apps.core.admin_utils import CascadeReadOnlyMixin, ReadOnlyAdminMixin, ReadOnlyInline, admin_link, pretty_json
+from apps.core.errors import BadRequest
 from apps.engine import connection_types
 
 from .models import Requirement, Workflow, WorkflowVersion
-from .services import requirement_create, requirement_update, workflow_create
+from .services import requirement_create, requirement_update, workflow_create, workflow_version_create
+from .validation import validate_definition
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 class RequirementInline(ReadOnlyInline, admin.TabularInline):
@@ -51,7 +65,12 @@ class WorkflowAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         )
 
     def get_readonly_fields(self, request, obj=None):
-        return (*self.readonly_fields, "project") if obj else self.readonly_fields
+        return (*self.readonly_fields, "project", "add_version_link") if obj else self.readonly_fields
+
+    @admin.display(description="New version")
+    def add_version_link(self, obj: Workflow):
+        url = reverse("admin:workflows_workflowversion_add") + "?" + urlencode({"workflow": obj.pk})
+        return format_html('<a class="button" href="{}">Add a version…</a> (starts from the latest definition)', url)
 
     @admin.display(description="Latest version", ordering="_latest")
     def latest_version(self, obj: Workflow):
@@ -164,9 +183,71 @@ class RequirementAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
 
 
+class PrettyJSONField(forms.JSONField):
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value  # what was typed, as typed
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class WorkflowVersionAddForm(forms.ModelForm):
+    """Version n+1 of a workflow, validated as the API validates it (`validate_definition`: the engine's shape
+    check and the database checks); each problem is shown with its path into the definition."""
+
+    definition = PrettyJSONField(widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
+                                 help_text="The workflow definition (JSON). Secrets never go here: reference a "
+                                           "connection ({\"id\": ...}) or a requirement ({\"requirement\": ...}).")
+
+    class Meta:
+        model = WorkflowVersion
+        fields = ("workflow", "description", "definition")
+
+    def clean(self):
+        cleaned = super().clean()
+        workflow, definition = cleaned.get("workflow"), cleaned.get("definition")
+        if workflow is None or "definition" in self.errors:
+            return cleaned
+        try:
+            validate_definition(definition=definition, project=workflow.project, workflow=workflow)
+        except BadRequest as exc:
+            problems = [f"{path}: {message}" for path, messages in exc.details.items() for message in messages]
+            self.add_error("definition", problems or [exc.message])
+        return cleaned
+
+
 @admin.register(WorkflowVersion)
 class WorkflowVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Immutable: versions are created through the API (validated), never edited or deleted here."""
+    """Immutable: added here (validated like the API does) or through the API, never edited or deleted."""
+
+    form = WorkflowVersionAddForm
+    autocomplete_fields = ("workflow",)
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.has_perm("workflows.add_workflowversion")
+
+    def get_fields(self, request, obj=None):
+        return ("workflow", "description", "definition") if obj is None else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def get_changeform_initial_data(self, request):
+        """`?workflow=<id>` starts from that workflow's latest definition (the "Add version" link)."""
+        initial = super().get_changeform_initial_data(request)
+        latest = (WorkflowVersion.objects.filter(workflow_id=initial["workflow"]).order_by("-number").first()
+                  if _is_uuid(initial.get("workflow")) else None)
+        if latest is not None:
+            initial["definition"] = latest.definition
+        return initial
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        created = workflow_version_create(workflow=data["workflow"], definition=data["definition"],
+                                          description=data.get("description") or "", actor=request.user)
+        obj.pk, obj.number, obj._state.adding, obj._state.db = created.pk, created.number, False, created._state.db
+
+    def save_related(self, request, form, formsets, change):
+        pass  # the service stored the references with the version
 
     list_display = ("__str__", "workflow", "number", "description", "created_by", "created_at")
     list_filter = ("workflow__project", "workflow")

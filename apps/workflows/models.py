@@ -95,6 +95,7 @@ class VersionConnectionRef(models.Model):
     connection = models.ForeignKey("connections.Connection", on_delete=models.PROTECT, related_name="version_refs")
 
     class Meta:
+        verbose_name = "version connection reference"
         constraints = [
             models.UniqueConstraint(fields=["version", "connection"], name="versionconnectionref_unique"),
         ]

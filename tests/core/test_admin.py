@@ -118,7 +118,8 @@ def test_read_only_models_refuse_writes(operator_client, world):
     url = reverse("admin:workflows_workflowversion_change", args=[version.pk])
     response = operator_client.post(url, {"description": "changed"})
     assert response.status_code == 403
-    assert operator_client.get(reverse("admin:workflows_workflowversion_add")).status_code == 403
+    # Versions are added here now (validated, tests/workflows/test_admin.py); never changed or deleted.
+    assert operator_client.get(reverse("admin:workflows_workflowversion_add")).status_code == 200
     assert operator_client.get(reverse("admin:workflows_workflowversion_delete", args=[version.pk])).status_code == 403
     version.refresh_from_db()
     assert version.description == ""
@@ -130,3 +131,11 @@ def test_version_page_shows_pretty_definition_and_references(operator_client, wo
     assert "billing-api (http_api_key)" in body
     body = operator_client.get(reverse("admin:workflows_workflowversion_change", args=[world.v2.pk])).content.decode()
     assert "Your billing account" in body
+
+
+def test_model_names_read_as_words(operator_client, world):
+    """Django splits CamelCase names at each capital ("OAuthProvider" → "o auth provider"): every name is set."""
+    names = {str(m._meta.verbose_name_plural) for m in apps.get_models() if m.__module__.startswith("apps.")}
+    assert not [name for name in names if "o auth" in name.lower() or name.endswith(" refs")]
+    body = operator_client.get(reverse("admin:index")).content.decode()
+    assert "OAuth2 providers" in body and "End-user links" in body and "O auth" not in body

@@ -113,3 +113,31 @@ def test_check_deploy_is_clean_for_a_production_like_environment(tmp_path):
     assert result.returncode == 0, output
     assert "WARNINGS:" not in output and "ERRORS:" not in output
     assert "System check identified no issues" in output
+
+
+def _env_example() -> dict[str, str]:
+    values = {}
+    for line in (BASE_DIR / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def test_env_example_is_a_working_development_environment(tmp_path):
+    """`cp .env.example .env` must not break `make run`: the values it sets start a development process
+    (DEBUG on, SQLite, the demo upstream) and pass `check`; the production values are there, commented."""
+    values = _env_example()
+    assert values["DEBUG"] == "true"
+    assert not set(values) & {"SECRET_KEY", "FERNET_KEYS", "CREDENTIALS_API_TOKEN", "DATABASE_URL"}
+    env = _env(**values)
+    script = (f"{SETUP}; from django.conf import settings as s; "
+              "print(s.DEBUG, s.DATABASES['default']['ENGINE'], s.DEMO_UPSTREAM_ENABLED, s.PLATFORM_URL)")
+    result = _run([sys.executable, "-c", script], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "django.db.backends.sqlite3", "True", "http://localhost:8000"]
+    check = _run([sys.executable, "manage.py", "check"], env)
+    assert check.returncode == 0, check.stderr
+    commented = (BASE_DIR / ".env.example").read_text()
+    for name in ("DEBUG=false", "SECRET_KEY=", "FERNET_KEYS=", "CREDENTIALS_API_TOKEN=", "DATABASE_URL=postgres"):
+        assert f"# {name}" in commented

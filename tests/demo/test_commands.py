@@ -37,7 +37,7 @@ def test_demo_seeds_everything_and_is_idempotent(db):
     assert AccessKey.objects.count() == 2  # each run prints a new key
 
     assert after_first == {"Organization": 1, "Project": 1, "Connection": 3, "Workflow": 1, "Requirement": 1,
-                           "WorkflowVersion": 1, "App": 1, "Deployment": 1, "EndUserLink": 2, "users": 1}
+                           "WorkflowVersion": 2, "App": 1, "Deployment": 2, "EndUserLink": 2, "users": 1}
     keys = [KEY_RE.findall(first), KEY_RE.findall(second)]
     assert len(set(keys[0])) == 1 and len(set(keys[1])) == 1 and keys[0] != keys[1]
     for found in keys:

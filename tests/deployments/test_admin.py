@@ -85,3 +85,44 @@ def test_deploy_view_deploys_a_version_of_the_same_project_only(operator_client,
     assert response.status_code == 302
     world.app.refresh_from_db()
     assert world.app.current_deployment.workflow_version == world.v1
+
+
+def test_rollback_button_shows_the_version_it_goes_back_to(operator_client, world):
+    body = operator_client.get(reverse("admin:deployments_app_change", args=[world.app.pk])).content.decode()
+    assert "Roll back to invoices v1…" in body
+    assert reverse("admin:deployments_app_rollback", args=[world.app.pk]) in body
+
+
+def test_no_rollback_button_without_an_earlier_version(operator_client, world):
+    lonely = factories.make_app(world.project, name="Lonely", version=world.v1)
+    body = operator_client.get(reverse("admin:deployments_app_change", args=[lonely.pk])).content.decode()
+    assert "Nothing to roll back to" in body
+    assert reverse("admin:deployments_app_rollback", args=[lonely.pk]) not in body
+
+
+def test_rollback_action_does_not_offer_to_roll_back_what_cannot_be(operator_client, world):
+    lonely = factories.make_app(world.project, name="Lonely", version=world.v1)
+    url = reverse("admin:deployments_app_changelist")
+    response = changelist_action(operator_client, url, "rollback_apps", [lonely.pk])
+    assert response.status_code == 302  # no confirmation page, no "Yes, roll back" button
+    assert messages_of(response) == ["Lonely: There is no earlier version of this workflow to roll back to."]
+    both = changelist_action(operator_client, url, "rollback_apps", [lonely.pk, world.app.pk])
+    body = both.content.decode()
+    assert both.status_code == 200 and "Yes, roll back" in body
+    assert "invoices v2 → invoices v1" in body and "Lonely:" not in body.split("<form")[0].split("<ul>")[-1]
+    assert f'value="{lonely.pk}"' not in body
+
+
+def test_rollback_from_the_app_page_confirms_then_redeploys(operator_client, world):
+    url = reverse("admin:deployments_app_rollback", args=[world.app.pk])
+    page = operator_client.get(url)
+    assert page.status_code == 200 and "invoices v2 → invoices v1" in page.content.decode()
+    assert Deployment.objects.filter(app=world.app).count() == 2
+    response = operator_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    world.app.refresh_from_db()
+    assert world.app.current_deployment.workflow_version == world.v1
+    assert messages_of(response) == [f"{world.app.name}: now serving invoices v1."]
+    # Now v1 is live and v2 is the earlier one: the button offers v2.
+    body = operator_client.get(reverse("admin:deployments_app_change", args=[world.app.pk])).content.decode()
+    assert "Roll back to invoices v2…" in body

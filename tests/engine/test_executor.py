@@ -123,6 +123,38 @@ def test_error_on_node_failure_fails_the_run(run):
     assert result.nodes["output"].status == "skipped"
 
 
+def test_a_failure_that_skips_the_output_node_fails_the_run(run):
+    definition = workflow(
+        {"id": "bad", "type": "template", "config": {"template": "{{ input.nope }}"}},
+        {"id": "after", "type": "template", "depends_on": ["bad"], "config": {"template": "x"}},
+        output_deps=["after"],
+    )
+    result, events = run(definition)
+    assert (result.status, result.output) == ("failed", None)
+    assert result.error["code"] == "node_failed"
+    assert (result.error["node_id"], result.error["type"]) == ("bad", "template_error")
+    assert result.error["message"].startswith("Node bad failed: ")
+    assert result.error["details"] == {"node_id": "bad", "type": "template_error"}
+    assert [result.nodes[n].status for n in ("bad", "after", "output")] == ["failure", "skipped", "skipped"]
+    assert [e for e, _ in events][-1] == "node.skipped"  # the caller emits run.failed
+
+
+def test_a_failed_output_node_fails_the_run(run):
+    definition = workflow(fields={"q": {"type": "string"}}, output={"broken": "{{ input.q.nope.deeper }}"})
+    result, _ = run(definition, {"q": "x"})
+    assert result.status == "failed"
+    assert (result.error["code"], result.error["node_id"]) == ("node_failed", "output")
+
+
+def test_last_node_output_does_not_hide_a_failure_that_skipped_the_output_node(run):
+    definition = workflow(
+        {"id": "good", "type": "template", "config": {"template": "fine"}},
+        {"id": "bad", "type": "template", "config": {"template": "{{ input.nope }}"}},
+    )
+    result, _ = run(definition, last_node_output=True)
+    assert (result.status, result.output, result.error["node_id"]) == ("failed", None, "bad")
+
+
 def test_last_node_output_returns_the_last_finished_dependency_of_the_output_node(run):
     definition = workflow(
         {"id": "first", "type": "template", "config": {"template": "one"}},

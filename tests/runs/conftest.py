@@ -24,6 +24,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from tests import factories
+from tests.support.admin import operator, operator_client, world  # noqa: F401  (tests/runs/test_admin.py)
 
 
 @pytest.fixture

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 from django.urls import reverse
 
-from apps.workflows.models import Requirement, Workflow
+from apps.workflows.models import Requirement, Workflow, WorkflowVersion
 
 # ---- workflows and requirements ------------------------------------------------------------------
 
@@ -41,3 +44,51 @@ def test_requirement_edit_changes_title_only(operator_client, world):
     assert response.status_code == 302
     requirement.refresh_from_db()
     assert (requirement.name, requirement.title, requirement.description) == ("billing", "Billing account", "d")
+
+
+# ---- versions ------------------------------------------------------------------------------------
+
+def test_a_version_is_added_from_the_workflow_page_starting_from_the_latest_definition(operator_client, world):
+    page = operator_client.get(reverse("admin:workflows_workflow_change", args=[world.workflow.pk])).content.decode()
+    add_url = reverse("admin:workflows_workflowversion_add") + f"?workflow={world.workflow.pk}"
+    assert add_url in page and "Add a version…" in page
+    form = operator_client.get(add_url).content.decode()
+    assert "&quot;mine&quot;" in form  # v2's definition, indented JSON, to edit
+    definition = dict(world.v2.definition)
+    response = operator_client.post(reverse("admin:workflows_workflowversion_add"), {
+        "workflow": world.workflow.pk, "description": "from the admin", "definition": json.dumps(definition),
+    })
+    assert response.status_code == 302, response.content.decode()[:2000]
+    version = WorkflowVersion.objects.get(workflow=world.workflow, number=3)
+    assert version.description == "from the admin" and version.created_by == "user:operator"
+    assert list(version.requirements.all()) == [world.requirement]  # references stored by the service
+
+
+def test_an_invalid_definition_is_refused_with_each_problem_and_its_path(operator_client, world):
+    definition = {"nodes": [
+        {"id": "input", "type": "input"},
+        {"id": "call", "type": "http", "depends_on": ["input"], "connection": {"id": str(uuid.uuid4())},
+         "config": {"url": "https://api.example.com", "headers": {"Authorization": "Bearer sk-inline"}}},
+    ]}
+    response = operator_client.post(reverse("admin:workflows_workflowversion_add"), {
+        "workflow": world.workflow.pk, "description": "", "definition": json.dumps(definition),
+    })
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "nodes.1.connection.id: no shared connection with this ID in the project" in body
+    assert "nodes.1.config.headers.Authorization: " in body
+    assert WorkflowVersion.objects.filter(workflow=world.workflow).count() == 2
+
+
+def test_a_definition_that_is_not_json_is_refused(operator_client, world):
+    response = operator_client.post(reverse("admin:workflows_workflowversion_add"), {
+        "workflow": world.workflow.pk, "description": "", "definition": "{nodes: [",
+    })
+    assert response.status_code == 200 and "Enter a valid JSON." in response.content.decode()
+    assert WorkflowVersion.objects.filter(workflow=world.workflow).count() == 2
+
+
+def test_versions_stay_immutable(operator_client, world):
+    url = reverse("admin:workflows_workflowversion_change", args=[world.v1.pk])
+    assert operator_client.post(url, {"description": "changed"}).status_code == 403
+    assert operator_client.get(reverse("admin:workflows_workflowversion_delete", args=[world.v1.pk])).status_code == 403

@@ -2,8 +2,9 @@
 
 Seeds organization and project "Demo", a development superuser admin/admin (only if missing), a shared
 `http_api_key` connection to the built-in demo upstream (/demo-upstream/, served in DEBUG), a workflow
-"Invoice summary" with an end-user requirement "billing", a deployed private App "Invoice bot", and
-end-user links for user-42 and user-43 with different demo keys, then prints what to try next.
+"Invoice summary" with an end-user requirement "billing" and two versions (v1: the caller's invoices; v2: shared
++ the caller's), a private App "Invoice bot" that deployed v1 then v2 (so there is something to roll back to),
+and end-user links for user-42 and user-43 with different demo keys, then prints what to try next.
 """
 
 from __future__ import annotations
@@ -32,6 +33,26 @@ WORKFLOW = "Invoice summary"
 APP = "Invoice bot"
 DEMO_USERS = ("user-42", "user-43")
 ACTOR = "cli:demo"
+
+
+def demo_definition_v1(*, upstream: str, requirement: Requirement) -> dict:
+    """Version 1: the caller's own invoices only. Deployed before version 2, so the App's history has an
+    earlier version to roll back to (the admin's rollback, POST /v1/apps/{id}/rollback)."""
+    return {
+        "nodes": [
+            {"id": "input", "type": "input", "fields": {"question": {"type": "string", "required": True}}},
+            {"id": "my_invoices", "type": "http", "depends_on": ["input"],
+             "connection": {"requirement": str(requirement.id)},
+             "config": {"method": "GET", "url": f"{upstream}/invoices", "params": {"q": "{{ input.question }}"}}},
+            {"id": "output", "type": "output", "depends_on": ["my_invoices"],
+             "fields": {
+                 "summary": "Your account {{ nodes.my_invoices.output.body.account }} has "
+                            "{{ nodes.my_invoices.output.body.invoices | length }} invoices.",
+                 "my_account": "{{ nodes.my_invoices.output.body.account }}",
+                 "my_invoices": "{{ nodes.my_invoices.output.body.invoices }}",
+             }},
+        ]
+    }
 
 
 def demo_definition(*, upstream: str, shared: Connection, requirement: Requirement) -> dict:
@@ -105,16 +126,23 @@ class Command(BaseCommand):
             spec={"connection_type": "http_api_key"},
         )
 
+        first = workflow.versions.order_by("number").first()
+        if first is None:
+            first = workflow_version_create(workflow=workflow, actor=ACTOR,
+                                            definition=demo_definition_v1(upstream=upstream, requirement=requirement),
+                                            description="Demo v1: your own invoices")
         definition = demo_definition(upstream=upstream, shared=shared, requirement=requirement)
         version = workflow.versions.order_by("-number").first()
-        if version is None or version.definition != definition:
+        if version.definition != definition:
             version = workflow_version_create(workflow=workflow, definition=definition,
-                                              description="Demo: shared + end-user invoices", actor=ACTOR)
+                                              description="Demo v2: shared + end-user invoices", actor=ACTOR)
 
         app = App.objects.filter(project=project, name=APP).first() or app_create(
             project=project, name=APP, access_type=App.AccessType.PRIVATE
         )
-        if app.current_deployment is None or app.current_deployment.workflow_version_id != version.id:
+        if app.current_deployment is None:
+            deploy(app=app, version=first, actor=ACTOR)  # history: v1, then v2 (something to roll back to)
+        if app.current_deployment.workflow_version_id != version.id:
             deploy(app=app, version=version, actor=ACTOR)
 
         for user_id in DEMO_USERS:
@@ -174,3 +202,5 @@ class Command(BaseCommand):
         out(f"  #   {path_base}")
         out("")
         out(f"Admin: {settings.PLATFORM_URL}/admin/ (admin / admin)")
+        out(f"  The App deployed v1, then v2: roll back on its admin page, or POST {settings.PLATFORM_URL}/v1/apps/"
+            f"{app.id}/rollback with the key.")

@@ -1,0 +1,37 @@
+"""OpenAPI examples of the connect API (the App-host connect token and the connect-token API on the platform
+host). Data only, referenced by `apis.py`; the token values are placeholders, never real tokens."""
+
+from __future__ import annotations
+
+from apps.core.schema import request_example, response_example
+
+APP_ID = "4d5e6f70-8192-43a4-b5c6-d7e8f9a0b1a7"
+REQUIREMENT_ID = "9f8e7d6c-5b4a-4392-8187-6f5e4d3c2b74"
+
+TOKEN_CREATE = [
+    request_example("For user-42, returning to your App", {"user_id": "user-42",
+                                                           "redirect_url": "https://app.example.com/settings"}),
+    response_example("A connect token and its hosted page", {
+        "token": "<connect token (JWT)>", "url": "http://localhost:8000/connect?token=<connect token>",
+        "expires_at": "2025-01-16T14:35:00Z",
+    }, status_codes=[201]),
+]
+REQUIREMENTS = [response_example("One linked, one pending", {"data": [
+    {"id": REQUIREMENT_ID, "type": "http_api_key", "name": "billing", "title": "Your billing account",
+     "description": "The API key of your billing account.", "spec": {"connection_type": "http_api_key"},
+     "status": "completed"},
+    {"id": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c41", "type": "oauth2", "name": "calendar", "title": "Your calendar",
+     "description": "", "spec": {"connection_type": "oauth2", "provider_id": "7a1e5c3b-2d4f-4e6a-9b8c-1f0e2d3c4b52",
+                                 "scopes": ["calendar:read"]},
+     "status": "pending"},
+]})]
+CREDENTIALS = [
+    request_example("Link an API key", {"type": "http_api_key",
+                                        "config": {"url": "https://billing.example.com", "api_key": "<the user's key>"}}),
+    response_example("Linked", {"message": "created"}, status_codes=[201]),
+]
+AUTHORIZE = [response_example("The provider's consent page", {"data": {
+    "url": "https://auth.example.com/oauth/authorize?response_type=code&client_id=platform&state=...&"
+           "code_challenge=...&code_challenge_method=S256",
+}})]
+UNLINK = [response_example("Unlinked and revoked upstream", {"message": "unlinked", "revoked_upstream": True})]
