@@ -21,6 +21,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -111,24 +112,53 @@ class _InsertPlan:
         self.row_sql = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
         self.per_statement = max(1, max_params(connection) // len(self.fields))
         native_uuid = connection.features.has_native_uuid_field
-        self.preps = []
+        ops = connection.ops
+        # Per field: (field, the value types the shortcut applies to, the shortcut). The shortcut is the end of
+        # the field's own get_db_prep_save chain for those types; anything else takes the whole chain.
+        self.preps: list[tuple[Any, tuple[type, ...], Any]] = []
         for field in self.fields:
-            plain = _PASSTHROUGH.get(type(field))
-            if plain is not None:
-                self.preps.append((field, plain, None))
-            elif type(field) is models.UUIDField or (field.is_relation and type(field.target_field) is models.UUIDField):
-                self.preps.append((field, uuid.UUID, (lambda v: v) if native_uuid else (lambda v: v.hex)))
+            kind = type(field)
+            target = type(field.target_field) if field.is_relation else None
+            if kind in _PASSTHROUGH:
+                self.preps.append((field, (_PASSTHROUGH[kind],), None))
+            elif kind is models.UUIDField or target is models.UUIDField:
+                self.preps.append((field, (uuid.UUID,), None if native_uuid else _uuid_hex))
+            elif kind is models.JSONField and field.encoder is None:
+                self.preps.append((field, (dict, list), _json_adapter(ops)))
+            elif kind is models.DateTimeField:
+                self.preps.append((field, (datetime,), _aware_datetime_adapter(ops)))
             else:
-                self.preps.append((field, None, None))
+                self.preps.append((field, (), None))
 
     def values(self, row: Sequence[Any], connection) -> list[Any]:
         values = []
-        for (field, plain, convert), value in zip(self.preps, row, strict=True):
-            if plain is not None and type(value) is plain:
-                values.append(value if convert is None else convert(value))
-            else:
-                values.append(field.get_db_prep_save(value, connection))
+        for (field, types, shortcut), value in zip(self.preps, row, strict=True):
+            if type(value) in types:
+                if shortcut is None:
+                    values.append(value)
+                    continue
+                prepared = shortcut(value)
+                if prepared is not _FULL_CHAIN:
+                    values.append(prepared)
+                    continue
+            values.append(field.get_db_prep_save(value, connection))
         return values
+
+
+_FULL_CHAIN = object()
+
+
+def _uuid_hex(value: uuid.UUID) -> str:
+    return value.hex
+
+
+def _json_adapter(ops):
+    return lambda value: ops.adapt_json_value(value, None)
+
+
+def _aware_datetime_adapter(ops):
+    # Naive datetimes take the full chain (which warns about them when USE_TZ is on).
+    return lambda value: ops.adapt_datetimefield_value(value) if value.tzinfo is not None else _FULL_CHAIN
 
 
 _plans: dict[tuple, _InsertPlan] = {}

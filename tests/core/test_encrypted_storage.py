@@ -133,3 +133,22 @@ def test_a_token_of_an_unknown_key_fails_closed(stored_secrets, settings):
         Connection.objects.get(pk=stored_secrets.objects["api"].pk)
     with pytest.raises(DecryptionError):
         list(OAuthProvider.objects.values_list("client_secret", flat=True))
+
+
+def test_a_token_opened_once_is_refused_once_its_key_is_dropped(settings):
+    """decrypt_json keeps opened tokens per process (the run path's hot read); the cache is keyed by the
+    configured keys too, so dropping a key from FERNET_KEYS still refuses what only that key opens."""
+    from apps.core.crypto import decrypt_json, encrypt_json
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FERNET_KEYS = [old]
+    token = encrypt_json({"api_key": "opened-once"})
+    assert decrypt_json(token) == {"api_key": "opened-once"}
+    assert decrypt_json(token) == {"api_key": "opened-once"}  # from the cache
+    settings.FERNET_KEYS = [new]
+    with pytest.raises(DecryptionError):
+        decrypt_json(token)
+    settings.FERNET_KEYS = [new, old]
+    first = decrypt_json(token)
+    first["api_key"] = "mutated by a caller"
+    assert decrypt_json(token) == {"api_key": "opened-once"}  # every caller gets its own copy
