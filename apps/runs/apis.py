@@ -66,11 +66,12 @@ class AppApi(APIView):
             validate_callbacks(run_request.callbacks)
         if uploads:
             check_input(app=request.app, run_input=run_request.input)  # (without uploads the run path checks it)
-        run_request.idempotency_scope = idempotency_scope(
-            access_key_id=str(request.auth.id) if request.auth is not None else None,
-            user_id=run_request.user_id, endpoint=kind,
-        )
-        run_request.fingerprint = body_fingerprint(run_request, uploads=[upload_digest(u) for u in uploads])
+        if run_request.idempotency_key:  # scope and fingerprint mean nothing without a key: not computed then
+            run_request.idempotency_scope = idempotency_scope(
+                access_key_id=str(request.auth.id) if request.auth is not None else None,
+                user_id=run_request.user_id, endpoint=kind,
+            )
+            run_request.fingerprint = body_fingerprint(run_request, uploads=[upload_digest(u) for u in uploads])
         if uploads and idempotent_run(app=request.app, request=run_request) is None:
             # A repeat is answered with the first run below: its uploads are not stored again.
             created = files_store(app=request.app, uploads=uploads)
