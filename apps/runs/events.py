@@ -48,10 +48,13 @@ class EventBuffer:
         self.sequence += 1
         self.events.append((self.sequence, type, data, timezone.now()))
 
-    def flush(self) -> None:
+    def batch(self) -> tuple[type[RunEvent], tuple[str, ...], list[tuple]]:
+        """The events as (model, columns, rows) for apps.core.rawsql.insert_together / insert_rows."""
         ids = uuid4_batch(len(self.events))
-        rows = [(event_id, self.run.id, *event) for event_id, event in zip(ids, self.events, strict=True)]
-        insert_rows(RunEvent, self.COLUMNS, rows)  # one statement whatever the number of nodes
+        return RunEvent, self.COLUMNS, [(event_id, self.run.id, *event) for event_id, event in zip(ids, self.events, strict=True)]
+
+    def flush(self) -> None:
+        insert_rows(*self.batch())  # one statement whatever the number of nodes
         self.events = []
 
 

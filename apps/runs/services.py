@@ -25,7 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NodeFailed, RequirementsUnsatisfied
-from apps.core.rawsql import insert_instances
+from apps.core.rawsql import insert_together, instance_batch
 from apps.deployments.models import App
 from apps.engine import RunResult
 from apps.engine.definition import check_run_input
@@ -105,7 +105,8 @@ def raise_for_rejected(run: Run, result: RunResult) -> None:
 def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | None = None) -> tuple[Run, bool]:
     """Run to completion in this request. Returns (run, replayed): replayed when the Idempotency-Key matched.
 
-    Writes once, at the end: the run, its events and the credential audit row in one transaction.
+    Writes once, at the end: the run, its events and the credential audit row, all or nothing (one
+    statement on PostgreSQL, one transaction elsewhere: apps.core.rawsql.insert_together).
     """
     existing = idempotent_run(app=app, request=request)
     if existing is not None:
@@ -126,11 +127,11 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
         if (result.error or {}).get("code") == "invalid_input":
             raise_for_rejected(run, result)  # a bad request is not a run: nothing is stored (nothing was resolved)
         buffer.emit(f"run.{run.status}", terminal_event_data(run))
+        audit_batch = getattr(resolver, "pending_audit_batch", lambda: [])()
         try:
-            with transaction.atomic():
-                write_audit()
-                insert_instances([run])
-                buffer.flush()
+            # The audit row, the run and its events: all or nothing, in one statement on PostgreSQL.
+            insert_together([*audit_batch, instance_batch([run]), buffer.batch()])
+            run._state.adding = False
             audit_committed = True
         except IntegrityError:
             # Two requests with the same Idempotency-Key raced; the other one's run stands.
