@@ -7,16 +7,17 @@ Usage: python bench/background_dispatch.py [N=400] [--seconds 5] [--rounds 3] [-
 For each executor, one gunicorn server with RUNS_EXECUTOR set (and, for `celery`, a real
 `celery -A config worker --concurrency=<workers>` on the local Redis), one fresh database, the benchmark App
 (input -> one HTTP node with a stored credential -> output) against the reference upstream from
-../shared/bench. On that server, one after the other:
+../shared/bench. On that server, --rounds times (medians reported, ratio per round), one after the other:
 1. sync: `POST /v1/runs {"input": {}}` at concurrency 8 for --seconds (hey's requests/s, all 200).
 2. background: N x `POST /v1/runs {"input": {}, "background": true}` at concurrency 8 (all 202). accepted/s
    is hey's answer rate: how fast the server says 202 *while the executor works* (the thread executor's pool
    runs in the same gunicorn workers and the Celery worker on the same 2 cores, so executing competes with
    accepting for the CPU, and for SQLite's write lock, as it would in a deployment on one machine).
-3. completed/s: N / (time from the first background request until all N runs are terminal).
+3. completed/s: N / (time from the first background request until all N runs are terminal), before the
+   next round's sync window (so no sync window runs beside a backlog).
 For Celery a second row, `celery, idle`, measures the accept rate with no worker consuming (the messages
 wait in Redis; the worker starts after the accept phase): the cost of accepting alone, as with workers on
-other machines. Then that worker drains them (completed/s).
+other machines. Then a worker drains what those rounds queued (completed/s of the drain).
 
 It owns all its state and touches nothing else on the machine: a Celery queue and Redis key prefix of its
 own (deleted key by key at the end, never FLUSHDB), a throwaway SQLite file in /dev/shm per executor, or
