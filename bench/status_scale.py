@@ -220,6 +220,21 @@ def measure_in_process(*, app_id, key: str, users: int, n: int) -> dict:
     return {**percentiles(samples), "rps": n / elapsed, "n": n, "statuses": statuses}
 
 
+def measure_round_trip(n: int) -> dict:
+    """`SELECT 1` through Django's cursor: the floor one statement costs on this machine, right now."""
+    from django.db import connection as db
+
+    samples = []
+    started = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with db.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return {**percentiles(samples), "rps": n / (time.perf_counter() - started), "n": n}
+
+
 def capture_statements(*, app_id, key: str, user: str) -> tuple[list[tuple[str, object]], int, dict]:
     """The SQL statements of one warm request (with their parameters), the statement count that
     CaptureQueriesContext sees, and the answer."""
@@ -343,6 +358,7 @@ def run(args: argparse.Namespace, database_url: str) -> None:
 
     statements, count, answer = capture_statements(app_id=app.id, key=key, user=user_name(0))
     plans = explain(statements)
+    round_trip = measure_round_trip(args.requests)
     inproc = measure_in_process(app_id=app.id, key=key, users=args.users, n=args.requests)
     if args.profile:
         import cProfile
@@ -358,10 +374,13 @@ def run(args: argparse.Namespace, database_url: str) -> None:
 
     print(f"\nGET /v1/requirements/status on PostgreSQL: {links:,} end-user links over {distinct_users:,} users, "
           f"{len(requirements)} requirements in the deployed version (COPY + ANALYZE in {load_s:.0f} s)")
-    print(f"SQL statements per request (warm, CaptureQueriesContext): {count}")
+    print(f"SQL statements per request (warm, CaptureQueriesContext): {count}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"\n{'measurement':<44}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'req/s':>9}")
     print(f"{'in process, django.test.Client, random users':<44}{inproc['n']:>6}{inproc['p50']:>9.2f}"
           f"{inproc['p95']:>9.2f}{inproc['p99']:>9.2f}{inproc['rps']:>9.0f}")
+    print(f"{'floor: SELECT 1 through Django cursor':<44}{round_trip['n']:>6}{round_trip['p50']:>9.2f}"
+          f"{round_trip['p95']:>9.2f}{round_trip['p99']:>9.2f}{round_trip['rps']:>9.0f}")
     for name, row in hey_rows:
         print(f"{name:<44}{args.requests:>6}{row['p50']:>9.2f}{row['p95']:>9.2f}{row['p99']:>9.2f}{row['rps']:>9.0f}"
               + ("" if set(row["codes"]) == {"200"} else f"  non-200: {row['codes']}"))
@@ -381,13 +400,7 @@ def main() -> None:
     try:
         run(args, database_url)
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up yet; the drop forces them closed anyway
-            pass
-        drop()
+        drop()  # WITH (FORCE): this process's own connection, if still open, is closed by the server
 
 
 if __name__ == "__main__":
