@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from functools import cache
@@ -63,8 +62,9 @@ class UnsatisfiedRequirement:
 
 
 @cache
-def _unsatisfied_sql() -> str:
-    """The statement of `unsatisfied_requirements`, from the models' table and column names (built once).
+def _unsatisfied_sql(vendor: str) -> str:
+    """The statement of `unsatisfied_requirements`, from the models' table and column names (built once per
+    database vendor: the quoting is the backend's).
 
     The versions' requirements left-joined to this user's link and its connection: at most one link per
     requirement (`enduserlink_unique_triple` on (app, user_id, requirement) is the index it uses), so no
@@ -114,12 +114,13 @@ def unsatisfied_requirements(*, app: App, user_id: str) -> list[UnsatisfiedRequi
         Connection.Status.ACTIVE.value,
     ]
     with db.cursor() as cursor:
-        cursor.execute(_unsatisfied_sql(), params)
+        cursor.execute(_unsatisfied_sql(db.vendor), params)
         rows = cursor.fetchall()
+    spec_field = Requirement._meta.get_field("spec")  # the JSONField's own decoding, as the ORM would
     return [
         UnsatisfiedRequirement(
             id=_uuid_text(id_), type=type_, name=name, title=title, description=description,
-            spec=json.loads(spec) if isinstance(spec, str) else spec, workflow_id=_uuid_text(workflow_id),
+            spec=spec_field.from_db_value(spec, None, db), workflow_id=_uuid_text(workflow_id),
         )
         for id_, type_, name, title, description, spec, workflow_id in rows
     ]
