@@ -13,8 +13,10 @@ user with no link at all, so the answers are a mix of complete and incomplete.
 
 Measured: random users through Django's handler in process (django.test.Client with the access key), after a
 warm-up; then, if Debian's `hey` is installed, the same endpoint through `gunicorn -w 2` on loopback (one user
-per hey run, hey cannot vary the URL) at concurrency 1 and 8. Printed: p50/p95/p99 ms and requests/s, the SQL
-statements of one request and the EXPLAIN (ANALYZE, BUFFERS) plan of each.
+per hey run, hey cannot vary the URL) at concurrency 1 and 8. Printed: p50/p95/p99 ms and requests/s, a
+`SELECT 1` floor and the load average (on a shared machine the wall times are mostly waiting for a CPU), this
+process's CPU time per request, the SQL statements of one request and the EXPLAIN (ANALYZE, BUFFERS) plan of
+each (a sequential scan on the links or connections table is called out). `--profile` adds a cProfile.
 """
 
 from __future__ import annotations
@@ -386,8 +388,8 @@ def run(args: argparse.Namespace, database_url: str) -> None:
     for name, row in hey_rows:
         print(f"{name:<44}{args.requests:>6}{row['p50']:>9.2f}{row['p95']:>9.2f}{row['p99']:>9.2f}{row['rps']:>9.0f}"
               + ("" if set(row["codes"]) == {"200"} else f"  non-200: {row['codes']}"))
-    print(f"CPU time of this process per in-process request: {inproc['cpu_ms']:.2f} ms (mean; unlike wall time, "
-          "it does not grow with the machine's load)")
+    print(f"CPU time of this process per in-process request: {inproc['cpu_ms']:.2f} ms (mean; far less "
+          "sensitive to the machine's load than wall time)")
     print(f"answers (in process): {inproc['statuses']}; user-0000000 answers {answer['status']} "
           f"({len(answer['unsatisfied'])} unsatisfied)")
     verdict = "within" if inproc["p95"] <= P95_BUDGET_MS else "OVER"
