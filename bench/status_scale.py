@@ -402,6 +402,8 @@ def run(args: argparse.Namespace, database_url: str) -> None:
 
 def main() -> None:
     args = parse_args()
+    # A terminated run still drops its database: SIGTERM unwinds like Ctrl-C (through the finally below).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     database_url, drop = create_database(args.server)
     try:
         run(args, database_url)
