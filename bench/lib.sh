@@ -64,7 +64,9 @@ start_upstream() {  # port key
 
 start_platform() {  # port [gunicorn options...] -> sets platform_pid (the master). Reads ./gunicorn.conf.py.
   local port=$1; shift
-  "$gunicorn" -w 2 "$@" -b "127.0.0.1:$port" config.wsgi:application --log-level warning & platform_pid=$!
+  # PLATFORM_ENV (VAR=value words) sets a variant's environment; `env` execs, so $! is the master.
+  env ${PLATFORM_ENV:-} "$gunicorn" -w 2 "$@" -b "127.0.0.1:$port" config.wsgi:application --log-level warning &
+  platform_pid=$!
   pids+=("$platform_pid")
   wait_http "http://127.0.0.1:$port/healthz"
 }
@@ -110,7 +112,7 @@ load_c8() {  # name url [hey options] -> $work/name-c8.txt, for $secs seconds
 }
 
 rps() { grep 'Requests/sec' "$1" | awk '{printf "%.1f", $2}'; }
-p50() { grep ' 50% in' "$1" | awk '{printf "%.2f", $3*1000}'; }
+p50() { grep " 50% in" "$1" | awk '{printf "%.2f", $3*1000}' | grep . || echo -; }
 p99() { grep ' 99% in' "$1" | awk '{printf "%.2f", $3*1000}'; }
 errors() {  # non-200 answers and transport errors of a hey report
   local bad
@@ -125,4 +127,45 @@ worker_rss() {  # master pid -> "a/b" MB, the VmRSS of each worker
   local p out=()
   for p in $(worker_pids "$1"); do out+=("$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$p/status")"); done
   (IFS=/; echo "${out[*]}")
+}
+
+# Side-by-side comparison of several servers started at once (each idle while another is loaded):
+# `target LABEL URL MASTER_PID [hey options]` registers one, `compare ROUNDS` loads each in turn, round after
+# round (c1 then c8 of every target per round), `compare_table TITLE` prints medians over the rounds.
+t_labels=(); t_urls=(); t_pids=(); t_opts=()
+target() { t_labels+=("$1"); t_urls+=("$2"); t_pids+=("$3"); t_opts+=("${4:-}"); }
+_hey_opts() { [ -n "$1" ] && printf '%s\n' -H "$1" || true; }
+compare() {
+  local rounds=$1 i r
+  for i in "${!t_labels[@]}"; do
+    mapfile -t o < <(_hey_opts "${t_opts[$i]}")
+    check_run "${t_urls[$i]}" "${o[@]}"; warm "${t_urls[$i]}" "${o[@]}"
+  done
+  for r in $(seq "$rounds"); do
+    for i in "${!t_labels[@]}"; do
+      mapfile -t o < <(_hey_opts "${t_opts[$i]}")
+      load_c1 "cmp$i-r$r" "${t_urls[$i]}" "${o[@]}"
+      load_c8 "cmp$i-r$r" "${t_urls[$i]}" "${o[@]}"
+    done
+  done
+  for i in "${!t_labels[@]}"; do worker_rss "${t_pids[$i]}" > "$work/cmp$i-rss"; done
+  compare_rounds=$rounds
+}
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+compare_table() {  # title: first target is the reference of the ratios
+  local i r base_rps base_p50 rps_m p50_m bad
+  printf '\n%-44s %9s %7s %9s %7s %6s %9s\n' "$1" "req/s c8" ratio "p50 c1" ratio non200 "RSS MB"
+  for i in "${!t_labels[@]}"; do
+    rps_m=$(for r in $(seq "$compare_rounds"); do rps "$work/cmp$i-r$r-c8.txt"; echo; done | median)
+    p50_m=$(for r in $(seq "$compare_rounds"); do p50 "$work/cmp$i-r$r-c1.txt"; echo; done | median)
+    bad=0
+    for r in $(seq "$compare_rounds"); do
+      bad=$((bad + $(errors "$work/cmp$i-r$r-c1.txt") + $(errors "$work/cmp$i-r$r-c8.txt")))
+    done
+    [ "$i" = 0 ] && { base_rps=$rps_m; base_p50=$p50_m; }
+    printf '%-44s %9s %7s %9s %7s %6s %9s\n' "${t_labels[$i]}" "$rps_m" "$(pct "$rps_m" "$base_rps")" \
+      "$p50_m" "$(times "$p50_m" "$base_p50")" "$bad" "$(cat "$work/cmp$i-rss")"
+  done
+  printf '(medians of %s interleaved rounds: c1 %s requests, c8 %ss each; ratios against the first row)\n' \
+    "$compare_rounds" "${C1_REQUESTS:-500}" "$secs"
 }
