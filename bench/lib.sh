@@ -37,11 +37,11 @@ stop() {  # pid: stop one server this script started
   wait "$1" 2>/dev/null || true
 }
 
-pg_create() {  # suffix -> prints the URL of a new database of this run
+pg_create() {  # suffix -> sets pg_url to a new database of this run (not in $(...): the list must stay here)
   local name="bench_rcp_$$_$1"
   psql -q "$pg_admin" -c "CREATE DATABASE $name" >/dev/null
   pg_dbs+=("$name")
-  echo "$pg_base/$name"
+  pg_url=$pg_base/$name
 }
 
 platform_env() {  # database URL: the production-like environment of the platform under test

@@ -20,9 +20,10 @@ default_variants+=";persistent, no checks, prepared (threshold 5)|$off DATABASE_
 default_variants+=";pool, no checks, prepared (threshold 5)|$off DATABASE_POOL=true DATABASE_PREPARE_THRESHOLD=5"
 IFS=';' read -r -a variants <<< "${PG_VARIANTS:-$default_variants}"
 
-ceiling_db=$(pg_create ceiling)
+pg_create ceiling; ceiling_db=$pg_url
 psql -q "$ceiling_db" -c "CREATE TABLE run (id BIGSERIAL PRIMARY KEY, body TEXT)"
-platform_env "$(pg_create platform)"
+pg_create platform
+platform_env "$pg_url"
 seed "$upstream" $key
 start_ceiling 18321 "$ceiling_db" "$upstream" $key
 target "ceiling (PostgreSQL insert, persistent)" "http://127.0.0.1:18321/" "$ceiling_pid"

@@ -53,10 +53,11 @@ for database in ${BENCH_DATABASES:-sqlite postgres}; do
   case $database in
     sqlite) bench_database SQLite "sqlite:///$work/platform.sqlite3" "$work/ceiling.sqlite3" 18301 18302 ;;
     postgres)
-      ceiling_db=$(pg_create ceiling)
+      pg_create ceiling; ceiling_db=$pg_url
       # Made here: the ceiling's two workers would race on its CREATE TABLE IF NOT EXISTS.
       psql -q "$ceiling_db" -c "CREATE TABLE run (id BIGSERIAL PRIMARY KEY, body TEXT)"
-      bench_database PostgreSQL "$(pg_create platform)" "$ceiling_db" 18303 18304 ;;
+      pg_create platform
+      bench_database PostgreSQL "$pg_url" "$ceiling_db" 18303 18304 ;;
     *) echo "unknown database $database" >&2; exit 2 ;;
   esac
 done

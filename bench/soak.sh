@@ -12,7 +12,7 @@ bench_init
 per_worker=${1:-10000}
 up_port=18360; app_port=18361; key=bench-upstream-key-1
 start_upstream $up_port $key
-if [ "${SOAK_DATABASE:-sqlite}" = postgres ]; then db=$(pg_create soak); else db=sqlite:///$work/platform.sqlite3; fi
+if [ "${SOAK_DATABASE:-sqlite}" = postgres ]; then pg_create soak; db=$pg_url; else db=sqlite:///$work/platform.sqlite3; fi
 platform_env "$db"
 seed "http://127.0.0.1:$up_port/" $key
 url="http://127.0.0.1:$app_port/apps/$app_id/v1/runs"
