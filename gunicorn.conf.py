@@ -1,6 +1,11 @@
 """gunicorn settings read from the working directory (`gunicorn config.wsgi`).
 
-Only what the platform needs beyond gunicorn's defaults: access-log lines never carry a token (SPEC §12).
+Only what the platform needs beyond gunicorn's defaults:
+- threaded workers (gthread, 8 threads each; the worker count stays gunicorn's: `-w`/WEB_CONCURRENCY). A
+  streamed run (SSE) holds the thread that writes it for the whole run: with sync workers 2 open streams
+  stop a 2-worker server from answering anything else. Measured by bench/serving.sh
+  (docs/decisions.md "Performance and serving"). Command-line options still win (`-k sync --threads 1`).
+- access-log lines never carry a token (SPEC §12).
 gunicorn's access log is not Django logging, so the LOGGING filter does not reach it; this logger class
 redacts the same token-like query values in every atom (request line, query string, Referer) and never
 prints an Authorization or Cookie header, whatever `access_log_format` asks for.
@@ -30,7 +35,8 @@ class RedactingLogger(Logger):
 
 logger_class = RedactingLogger
 
-# gthread: an open SSE stream holds one thread, not a whole worker process (SPEC §15). Workers: gunicorn's
+# gthread: an open SSE stream holds one thread, not a whole worker process (SPEC §15; bench/serving.sh: with
+# sync workers 4 open streams let 1 sync run through in 4 s, gthread x8 kept answering). Workers: gunicorn's
 # own WEB_CONCURRENCY variable (default 1) or --workers.
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))

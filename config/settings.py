@@ -169,7 +169,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Persistent connections on both backends: opening one per request (Django's default) costs more than a
 # whole synchronous run on SQLite (connection set-up and PRAGMAs), and a TCP + auth round trip on PostgreSQL.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # PostgreSQL tuning knobs (docs/decisions.md "PostgreSQL connections", measured by bench/pg_options.sh).
+    # DATABASE_POOL: Django's psycopg pool per process instead of one persistent connection per thread
+    # (Django requires CONN_MAX_AGE=0 with a pool). DATABASE_PREPARE_THRESHOLD: server-side parameter
+    # binding plus psycopg prepared statements after that many executions of one statement (client-side
+    # binding, Django's default, never prepares).
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    if env.bool("DATABASE_POOL", default=False):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        _pg_options["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+    if env.str("DATABASE_PREPARE_THRESHOLD", default=""):
+        _pg_options["server_side_binding"] = True
+        _pg_options["prepare_threshold"] = env.int("DATABASE_PREPARE_THRESHOLD")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
