@@ -12,6 +12,9 @@ prints an Authorization or Cookie header, whatever `access_log_format` asks for.
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from gunicorn.glogging import Logger
 
@@ -40,3 +43,34 @@ logger_class = RedactingLogger
 # own WEB_CONCURRENCY variable (default 1) or --workers.
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+
+# Metrics (SPEC §15): prometheus_client's multiprocess mode. Each worker writes its samples to files in
+# PROMETHEUS_MULTIPROC_DIR and `/metrics` adds up the files of all of them. The master sets the variable at
+# start, before it forks a worker (workers import the app, and so prometheus_client, after the fork: do not
+# turn on preload_app); without one from the operator it makes its own directory, removed at exit. Emptied at
+# master start: samples left by an earlier master are not this one's (Prometheus copes with counters that
+# restart at zero).
+_own_metrics_dir: list[str] = []
+
+
+def on_starting(server):
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rcp-metrics-")
+        _own_metrics_dir.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    # A dead worker's counters and histograms stay in the sums (they are still counts); this drops its
+    # live-only gauges.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for directory in _own_metrics_dir:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -123,6 +123,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.ServiceHealthMiddleware",  # /healthz, /readyz on any host, before the HTTPS redirect
+    "apps.core.metrics_http.MetricsMiddleware",  # /metrics (platform host or IP literal) and the request counter
     "apps.core.middleware.RequestLimitsMiddleware",
     "apps.deployments.middleware.AppHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -276,6 +277,12 @@ if not DEBUG:
     if env.bool("BEHIND_TLS_PROXY", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PLATFORM_URL])
+
+# Metrics (SPEC §15, apps.core.metrics_http): `/metrics` needs `Authorization: Bearer <METRICS_TOKEN>`;
+# without a token it answers loopback clients only (requests no proxy forwarded).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and not DEBUG and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be 32+ random characters (or unset: loopback scrapes only)")
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_TASK_ACKS_LATE = True
