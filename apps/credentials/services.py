@@ -29,6 +29,7 @@ from apps.connections.oauth_client import near_expiry
 from apps.connections.oauth_flows import force_refresh, refresh_if_needed
 from apps.connections.resolved import to_resolved_connection
 from apps.connections.services import connection_set_status
+from apps.core import metrics
 from apps.core.rawsql import Columns, insert_instances, instance_batch
 from apps.deployments.models import App
 from apps.engine.types import Resolution, ResolvedConnection
@@ -151,6 +152,7 @@ def resolve_credentials(
         audit.save(force_insert=True)
     else:
         audit_sink.append(audit)
+    metrics.credential_resolution(outcome=outcome)
     return resolution
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from apps.core import metrics
 from apps.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NodeFailed, RequirementsUnsatisfied
 from apps.core.rawsql import insert_together, instance_batch
 from apps.deployments.models import App
@@ -144,6 +145,7 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
             # Credentials may have been resolved (and sent upstream) even if the run was not stored:
             # the audit row is written on its own then.
             write_audit()
+    metrics.run_ended(mode=run.mode, status=run.status, started_at=run.started_at, ended_at=run.ended_at)
     raise_for_rejected(run, result)
     return run, False
 
