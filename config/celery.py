@@ -10,7 +10,7 @@ import os
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 from django.conf import settings
 from django.utils import timezone
 
@@ -48,3 +48,14 @@ def _recover_lost_runs(**kwargs):
         recover(created_before=timezone.now() - timedelta(seconds=settings.RUNS_LEASE_SECONDS), include_started=False)
     except Exception:  # the worker must start even if the database is briefly unavailable
         logger.exception("run recovery at worker start failed")
+
+
+@worker_init.connect
+def _serve_worker_metrics(**kwargs):
+    """With WORKER_METRICS_BIND: this worker's runs, node failures, queue lag, resolutions, refreshes and
+    callbacks (counted in its pool processes) at `http://<bind>/metrics` (README "Metrics"). Before the pool
+    starts, so its directory is emptied before any child writes there."""
+    if settings.WORKER_METRICS_BIND:
+        from apps.core.metrics_http import serve_worker_metrics
+
+        serve_worker_metrics(settings.WORKER_METRICS_BIND)

@@ -283,6 +283,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PLATFORM_URL])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 if METRICS_TOKEN and not DEBUG and len(METRICS_TOKEN) < 32:
     raise ImproperlyConfigured("METRICS_TOKEN must be 32+ random characters (or unset: loopback scrapes only)")
+# A Celery worker's own `/metrics` (same rule), e.g. "0.0.0.0:9808"; needs PROMETHEUS_MULTIPROC_DIR. Unset: none.
+WORKER_METRICS_BIND = env.str("WORKER_METRICS_BIND", default="")
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_TASK_ACKS_LATE = True

@@ -24,8 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.runs.models import CallbackDelivery, Run
 from tests import factories
+from tests.ops.conftest import closed_port
 from tests.runs.conftest import _sqlite_template, actors, live_url, make_http_app, shared_db, thread_executor, wait_for  # noqa: F401  (fixtures)
 from tests.runs.processes import Gunicorn
+from tests.runs.test_celery_executor import celery_worker, redis_db  # noqa: F401  (fixtures)
 from tests.support.http_stub import HttpStub
 
 Samples = dict[tuple[str, frozenset], float]
@@ -264,3 +266,45 @@ def test_two_gunicorn_workers_report_the_sum_of_their_counts_even_after_one_died
     for host, path in ((ok.hostname, "/metrics"), (settings.PLATFORM_HOST, f"/apps/{ok.id}/metrics")):
         status, body, _ = request(server.port, "GET", path, host=host, headers={"Authorization": f"Bearer {token}"})
         assert status == 404 and b"rcp_" not in body
+
+
+# ---- a Celery worker's own /metrics -----------------------------------------------------------------
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_celery_worker_serves_the_counts_of_its_pool_processes(api_client, actors, celery_worker, upstream,  # noqa: F811
+                                                                  tmp_path):
+    port = closed_port()
+    metrics_dir = tmp_path / "worker-prometheus"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"left by an earlier worker")
+    celery_worker.env.update({"WORKER_METRICS_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    celery_worker.start()
+    assert not (metrics_dir / "counter_1.db").exists()
+    app = make_http_app(actors["project"], f"{upstream.url}/celery")
+    for question in ("q1", "q2"):
+        response = api_client.post(f"/apps/{app.id}/v1/runs", {"input": {"question": question}, "background": True},
+                                   format="json", HTTP_AUTHORIZATION=f"Bearer {actors['owner_key']}")
+        assert response.status_code == 202, response.content
+    wait_for(lambda: Run.objects.filter(status="completed").count() == 2, timeout=30, message="two background runs")
+
+    status, body, headers = request(port, "GET", "/metrics", host=f"127.0.0.1:{port}")
+    assert status == 200, body
+    samples = parse(body.decode())
+    assert value(samples, "rcp_runs_total", mode="background", status="completed") == 2
+    assert value(samples, "rcp_run_queue_lag_seconds_count", mode="background") == 2
+    assert value(samples, "rcp_credential_resolutions_total", outcome="resolved") == 2
+    assert request(port, "GET", "/metrics", host="x", headers={"X-Forwarded-For": "203.0.113.9"})[0] == 403
+    assert request(port, "GET", "/other", host="x")[0] == 404
+
+
+def test_a_worker_metrics_address_without_a_multiprocess_directory_is_refused():
+    # The pool's processes would count in memories nobody reads: refuse rather than serve zeros.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from apps.core import metrics
+    from apps.core.metrics_http import serve_worker_metrics
+
+    assert metrics.MULTIPROCESS_DIR == ""
+    with pytest.raises(ImproperlyConfigured, match="PROMETHEUS_MULTIPROC_DIR"):
+        serve_worker_metrics("127.0.0.1:0")
