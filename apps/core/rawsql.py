@@ -219,11 +219,13 @@ def insert_instances(objs: Iterable[Model], using: str = DEFAULT_DB_ALIAS) -> in
 
 
 def insert_together(batches: Sequence[tuple[type[Model], Sequence[str], Sequence[Sequence[Any]]]],
-                    using: str = DEFAULT_DB_ALIAS) -> int:
+                    using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True) -> int:
     """INSERT several tables' rows all or nothing. PostgreSQL: ONE statement (data-modifying CTEs), atomic by
     itself, so no BEGIN/COMMIT round trips either; Django's foreign keys there are deferred to the end of the
     transaction, so the order of the parts does not matter. Elsewhere (SQLite: no INSERT in a CTE), one
-    `insert_rows` per table in one transaction. Returns the number of statements."""
+    `insert_rows` per table in one transaction. Inside the caller's transaction a savepoint keeps it usable
+    after a failure, unless `savepoint=False` (the caller rolls its whole block back anyway). Returns the
+    number of statements."""
     batches = [(model, attnames, rows) for model, attnames, rows in batches if rows]
     if not batches:
         return 0
@@ -231,7 +233,7 @@ def insert_together(batches: Sequence[tuple[type[Model], Sequence[str], Sequence
     plans = [_plan(model, attnames, connection) for model, attnames, _ in batches]
     params_needed = sum(len(rows) * len(plan.fields) for (_, _, rows), plan in zip(batches, plans, strict=True))
     if connection.vendor != "postgresql" or params_needed > _PG_MAX_PARAMS:
-        with transaction.atomic(using=using):
+        with transaction.atomic(using=using, savepoint=savepoint):
             return sum(insert_rows(model, attnames, rows, using) for model, attnames, rows in batches)
     parts, params = [], []
     for (_, _, rows), plan in zip(batches, plans, strict=True):
@@ -240,7 +242,7 @@ def insert_together(batches: Sequence[tuple[type[Model], Sequence[str], Sequence
             params.extend(plan.values(row, connection))
     *ctes, last = parts
     sql = (f"WITH {', '.join(f'w{i} AS ({cte})' for i, cte in enumerate(ctes))} {last}") if ctes else last
-    if connection.in_atomic_block:  # a savepoint, so a failure leaves the caller's transaction usable
+    if connection.in_atomic_block and savepoint:  # a failure leaves the caller's transaction usable
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(sql, params)
     else:

@@ -44,9 +44,9 @@ class EventBuffer:
         self.sequence = start_sequence
         self.events: list[tuple[int, str, dict[str, Any], Any]] = []
 
-    def emit(self, type: str, data: dict[str, Any]) -> None:
+    def emit(self, type: str, data: dict[str, Any], *, timestamp=None) -> None:
         self.sequence += 1
-        self.events.append((self.sequence, type, data, timezone.now()))
+        self.events.append((self.sequence, type, data, timestamp or timezone.now()))
 
     def batch(self) -> tuple[type[RunEvent], tuple[str, ...], list[tuple]]:
         """The events as (model, columns, rows) for apps.core.rawsql.insert_together / insert_rows."""

@@ -171,15 +171,22 @@ def run_accept(*, app: App, request: RunRequest) -> tuple[Run, bool]:
         return existing, True
     check_input(app=app, run_input=request.input)
     run = new_run(app=app, request=request)
+    created = EventBuffer(run)
+    created.emit("run.created", {"mode": run.mode, "run_id": str(run.id)}, timestamp=run.created_at)
+    rows = [instance_batch([run]), created.batch()]
+    queued = run.mode in (Run.Mode.BACKGROUND, Run.Mode.ASYNC)
     try:
-        with transaction.atomic():
-            run.save(force_insert=True)
-            RunEvent.objects.create(run=run, sequence=1, type="run.created",
-                                    data={"mode": run.mode, "run_id": str(run.id)}, timestamp=run.created_at)
-            if request.callbacks:
+        if request.callbacks:
+            with transaction.atomic():
+                insert_together(rows, savepoint=False)
                 deliveries_create(run=run, callbacks=request.callbacks)
-            if run.mode in (Run.Mode.BACKGROUND, Run.Mode.ASYNC):
-                transaction.on_commit(lambda: enqueue_run(run.id))
+                if queued:
+                    transaction.on_commit(lambda: enqueue_run(run.id))
+        else:
+            insert_together(rows)  # the run and its first event, all or nothing (one statement on PostgreSQL)
+            if queued:
+                transaction.on_commit(lambda: enqueue_run(run.id))  # at once, unless the caller holds a transaction
+        run._state.adding = False
     except IntegrityError:
         existing = idempotent_run(app=app, request=request)
         if existing is None:
