@@ -38,6 +38,7 @@ class SchedulerThread:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._failing = False
+        self.ticks = 0  # ticks completed (tests wait on it rather than on time)
 
     def start(self) -> SchedulerThread:
         self._thread.start()
@@ -71,6 +72,7 @@ class SchedulerThread:
             self._failing = True
         finally:
             connection.close()  # a long-lived thread keeps no connection between ticks
+            self.ticks += 1
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
