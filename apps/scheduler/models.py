@@ -26,7 +26,7 @@ class ScheduledJob(models.Model):
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
-    # What the job returned (counts), or the error's class and message. Never a secret: jobs return counts.
+    # What the job returned (counts), or the error's class. Never a secret: jobs return counts.
     last_result = models.JSONField(null=True, blank=True)
     runs = models.PositiveIntegerField(default=0)
 
