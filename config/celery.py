@@ -23,6 +23,16 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_after_configure.connect
+def _schedule_periodic_jobs(sender, **kwargs):
+    """Beat's schedule is the scheduler's registry (apps/scheduler/registry.py): one `scheduler.run_job` per job
+    and period. Built when the configuration is first read (settings are loaded by then); the registry imports
+    no model, so this is safe before Django's apps are ready."""
+    from apps.scheduler.registry import beat_schedule
+
+    sender.conf.beat_schedule = beat_schedule()
+
+
 @worker_process_init.connect
 def _mark_worker_process(**kwargs):
     # Imported when the worker starts, not at the top: this module is loaded with the settings

@@ -97,6 +97,18 @@ UNREFERENCED_FILE_RETENTION_HOURS = env.float("UNREFERENCED_FILE_RETENTION_HOURS
 STREAM_TOKEN_TTL_SECONDS = env.int("STREAM_TOKEN_TTL_SECONDS", default=600)
 # Serve the demo third-party API (/demo-upstream/) used by `manage.py demo`. On in development.
 DEMO_UPSTREAM_ENABLED = env.bool("DEMO_UPSTREAM_ENABLED", default=DEBUG)
+# Scheduler and retention (SPEC §13 "Scheduler", §15 "Retention"; apps/scheduler, docs/decisions.md "Retention").
+# Periods in days; 0 keeps forever. Old rows go in batches of RETENTION_BATCH_SIZE, at most RETENTION_MAX_BATCHES
+# per job run (the next run goes on). SCHEDULER_THREAD: unset = a thread in server processes of the thread
+# executor; true/false forces it (the celery executor uses beat).
+RETENTION_RUNS_DAYS = env.float("RETENTION_RUNS_DAYS", default=30)
+RETENTION_AUDIT_DAYS = env.float("RETENTION_AUDIT_DAYS", default=90)
+RETENTION_EVERY_SECONDS = env.float("RETENTION_EVERY_SECONDS", default=3600)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
+RETENTION_MAX_BATCHES = env.int("RETENTION_MAX_BATCHES", default=200)
+RUNS_RECOVERY_SWEEP_SECONDS = env.float("RUNS_RECOVERY_SWEEP_SECONDS", default=300)
+SCHEDULER_THREAD = env.bool("SCHEDULER_THREAD", default=None)
+SCHEDULER_TICK_SECONDS = env.float("SCHEDULER_TICK_SECONDS", default=30)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -118,6 +130,7 @@ INSTALLED_APPS = [
     "apps.credentials",
     "apps.runs",
     "apps.demo",  # `manage.py demo` only: no models
+    "apps.scheduler",  # periodic jobs: the lease table, beat's schedule, the embedded thread, `manage.py purge`
     *env.list("EXTRA_INSTALLED_APPS", default=[]),
 ]
 
