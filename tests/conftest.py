@@ -20,6 +20,19 @@ def _private_targets_allowed(settings):
     settings.ALLOW_PRIVATE_NETWORK_TARGETS = True
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limit_counters():
+    """Every test starts with no rate-limit counter (anonymous requests of the whole session share one client
+    address). Only the session's own SQLite cache is emptied (tests/settings.py), never a shared Redis."""
+    from django.core.cache import caches
+
+    from apps.core.cache import SQLiteCache
+
+    cache = caches["default"]
+    if isinstance(cache, SQLiteCache):
+        cache.clear()
+
+
 @pytest.fixture
 def project(db):
     return factories.make_project("Acme", "Billing")
