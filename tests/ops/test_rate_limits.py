@@ -251,3 +251,43 @@ class TestCacheUnreachable:
             assert {run(client, app, owner_key).status_code for _ in range(3)} == {200}
         assert [r.getMessage() for r in caplog.records if r.name == "apps.core.ratelimit"] == [
             "rate limits not applied: the cache cannot be reached"]
+
+
+class TestDocumentation:
+    def test_the_openapi_document_gives_the_429_to_exactly_the_limited_operations(self):
+        from apps.management_api.schema import PlatformSchemaGenerator
+
+        document = PlatformSchemaGenerator().get_schema(request=None, public=True)
+        limited = {}
+        for path, item in document["paths"].items():
+            for method, operation in item.items():
+                if isinstance(operation, dict) and "responses" in operation:
+                    if method != "get" and (path.startswith(("/v1/connect/requirements", "/v1/connections", "/v1/apps",
+                                                             "/v1/workflows", "/v1/oauth2"))
+                                            or path in ("/", "/v1/runs", "/v1/connect/tokens")):
+                        assert "429" in operation["responses"], f"{method} {path}"
+                    limited[f"{method.upper()} {path}"] = operation["responses"].get("429")
+        documented = {name for name, response in limited.items() if response}
+        assert {"POST /", "POST /v1/runs", "POST /v1/connect/tokens", "POST /v1/workflows",
+                "DELETE /v1/connect/requirements/{requirement_id}/connection"} <= documented
+        assert not {name for name in documented if name.startswith("GET ")}
+        assert "POST /v1/runs/{run_id}/cancel" not in documented and "POST /v1/files" not in documented
+        response = limited["POST /v1/runs"]
+        assert response["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
+        assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+class TestSettings:
+    def test_rates_are_read_from_the_environment_and_a_bad_one_fails_loudly(self, monkeypatch):
+        from django.core.exceptions import ImproperlyConfigured
+
+        from config.settings import _rate
+
+        for text, expected in [("600/minute", (600, 60)), ("5/s", (5, 1)), ("100/hour", (100, 3600)),
+                               ("1/day", (1, 86400)), ("off", None)]:
+            monkeypatch.setenv("RATE_LIMIT_X", text)
+            assert _rate("RATE_LIMIT_X", "1/minute") == expected
+        for bad in ("600", "0/minute", "ten/minute", "5/fortnight", "-1/s"):
+            monkeypatch.setenv("RATE_LIMIT_X", bad)
+            with pytest.raises(ImproperlyConfigured, match="RATE_LIMIT_X"):
+                _rate("RATE_LIMIT_X", "1/minute")
