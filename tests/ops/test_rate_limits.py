@@ -15,6 +15,7 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.test import Client
+from jsonschema import Draft202012Validator
 
 from apps.core.ratelimit import client_ip
 from apps.deployments.models import App
@@ -253,11 +254,15 @@ class TestCacheUnreachable:
             "rate limits not applied: the cache cannot be reached"]
 
 
-class TestDocumentation:
-    def test_the_openapi_document_gives_the_429_to_exactly_the_limited_operations(self):
-        from apps.management_api.schema import PlatformSchemaGenerator
+@pytest.fixture(scope="module")
+def document():
+    from apps.management_api.schema import PlatformSchemaGenerator
 
-        document = PlatformSchemaGenerator().get_schema(request=None, public=True)
+    return PlatformSchemaGenerator().get_schema(request=None, public=True)
+
+
+class TestDocumentation:
+    def test_the_openapi_document_gives_the_429_to_exactly_the_limited_operations(self, document):
         limited = {}
         for path, item in document["paths"].items():
             for method, operation in item.items():
@@ -275,6 +280,19 @@ class TestDocumentation:
         response = limited["POST /v1/runs"]
         assert response["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
         assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+    def test_a_429_answer_is_the_documented_one(self, client, project, owner_key, limits, document):
+        limits(management_writes=1)
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {owner_key}"}
+        for _ in range(2):
+            response = client.post("/v1/workflows", {"name": "w", "project_id": str(project.id)},
+                                   content_type="application/json", **auth)
+        assert response.status_code == 429
+        documented = document["paths"]["/v1/workflows"]["post"]["responses"]["429"]
+        root = {"components": document["components"], **documented["content"]["application/json"]["schema"]}
+        assert list(Draft202012Validator(root).iter_errors(response.json())) == []
+        assert list(Draft202012Validator(documented["headers"]["Retry-After"]["schema"]).iter_errors(
+            int(response["Retry-After"]))) == []
 
 
 class TestSettings:
