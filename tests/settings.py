@@ -24,6 +24,8 @@ if CACHES["default"]["BACKEND"] == "apps.core.cache.SQLiteCache":  # noqa: F405
     import tempfile as _tempfile
 
     CACHES["default"]["LOCATION"] = _os.path.join(_tempfile.gettempdir(), f"rcp-test-cache-{TEST_SESSION}.sqlite3")  # noqa: F405
+    # Processes a test starts with this environment (gunicorn, Celery workers) count in the same file.
+    _os.environ.setdefault("CACHE_SQLITE_PATH", CACHES["default"]["LOCATION"])  # noqa: F405
 CACHES["default"]["KEY_PREFIX"] = f"rcp-test-{TEST_SESSION}"  # noqa: F405
 
 INSTALLED_APPS = [*INSTALLED_APPS, "oauth2_provider", "tests.oauth_provider"]
