@@ -33,6 +33,8 @@ RUN DEBUG=false SECRET_KEY=build-only-collectstatic-never-used-at-run-time-01234
     && mkdir -p var/media \
     && chown 10001:10001 var/media
 
+# The embedded rate-limit cache (without CACHE_URL): the app directory is not writable by the app user.
+ENV CACHE_SQLITE_PATH=/tmp/platform-cache.sqlite3
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

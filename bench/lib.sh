@@ -50,6 +50,9 @@ platform_env() {  # database URL: the production-like environment of the platfor
   export FERNET_KEYS=ZGV2LWZlcm5ldC1rZXktbmV2ZXItdXNlLWluLXByb2c=
   export CREDENTIALS_API_TOKEN=bench-credentials-token-0123456789abcdef
   export DATABASE_URL=$1
+  # Rate limits counted as in production (the embedded SQLite cache), never reached: one key sends far more
+  # than its 600 runs a minute here.
+  export RATE_LIMIT_RUNS=1000000000/minute CACHE_SQLITE_PATH=$work/cache.sqlite3
 }
 
 seed() {  # upstream_url key -> sets app_id access_key (migrates DATABASE_URL first)

@@ -241,7 +241,9 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Counts only the operations a view lists in `rate_limits` (apps.core.ratelimit).
+    "DEFAULT_THROTTLE_CLASSES": ["apps.core.ratelimit.RateLimit"],
+    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.AutoSchema",  # drf-spectacular's + the 429 of rate-limited operations
 }
 
 SPECTACULAR_SETTINGS = {
@@ -321,7 +323,44 @@ if env.str("CELERY_KEY_PREFIX", default=""):
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env.str("CELERY_KEY_PREFIX")
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Django's cache: rate-limit counters (apps.core.ratelimit) live here, so it must be shared by every worker.
+# Default: SQLiteCache, one SQLite file under var/ shared by the processes of one machine (apps/core/cache.py).
+# Several machines: CACHE_URL=redis://host:6379/1 (Django's own RedisCache). CACHE_KEY_PREFIX separates
+# deployments sharing one Redis.
+CACHE_URL = env.str("CACHE_URL", default="")
+CACHES = {"default": env.cache_url_config(CACHE_URL) if CACHE_URL else {
+    "BACKEND": "apps.core.cache.SQLiteCache",
+    "LOCATION": env.str("CACHE_SQLITE_PATH", default=str(BASE_DIR / "var" / "cache.sqlite3")),
+    "OPTIONS": {"MAX_ENTRIES": 100_000},
+}}
+if env.str("CACHE_KEY_PREFIX", default=""):
+    CACHES["default"]["KEY_PREFIX"] = env.str("CACHE_KEY_PREFIX")
+
+
+def _rate(name: str, default: str) -> tuple[int, int] | None:
+    """`<count>/<second|minute|hour|day>` (or s, m, h, d) → (count, seconds); `off` → None (no limit)."""
+    text = env.str(name, default=default).strip().lower()
+    if text in ("off", ""):
+        return None
+    count, _, period = text.partition("/")
+    seconds = {"s": 1, "second": 1, "m": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+    if not count.isdigit() or int(count) < 1 or period not in seconds:
+        raise ImproperlyConfigured(f"{name}={text!r}: expected <count>/<second|minute|hour|day>, or off")
+    return int(count), seconds[period]
+
+
+# Rate limits (SPEC §15; apps.core.ratelimit, defaults justified in docs/decisions.md "Rate limits"): a fixed
+# window per caller and scope, counted in the cache above; 429 rate_limited + Retry-After beyond.
+RATE_LIMITS = {
+    "runs": _rate("RATE_LIMIT_RUNS", "600/minute"),  # per access key: POST / and POST /v1/runs
+    "anonymous": _rate("RATE_LIMIT_ANONYMOUS", "60/minute"),  # per client IP: the same on public Apps, no key
+    "connect": _rate("RATE_LIMIT_CONNECT", "30/minute"),  # per connect token: API writes, hosted page and its forms
+    "connect_tokens": _rate("RATE_LIMIT_CONNECT_TOKENS", "300/minute"),  # per access key: POST /v1/connect/tokens
+    "management_writes": _rate("RATE_LIMIT_MANAGEMENT_WRITES", "120/minute"),  # per access key: POST/PUT/PATCH/DELETE
+}
+# Client IP for the anonymous limit: REMOTE_ADDR, unless N proxies in front append to X-Forwarded-For (then
+# the Nth entry from the right). 0 (the default) never reads the header: a client can write anything there.
+RATE_LIMIT_TRUSTED_PROXIES = env.int("RATE_LIMIT_TRUSTED_PROXIES", default=0)
 
 # No log line carries a token (SPEC §12): request lines print the query string (`/connect?token=...`,
 # the OAuth callback's `?code=`), so every handler, and the request-line loggers themselves, redact

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,30 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 def _private_targets_allowed(settings):
     # Test upstreams live on loopback. SSRF tests switch the guard back on explicitly.
     settings.ALLOW_PRIVATE_NETWORK_TARGETS = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_file():
+    """The session's SQLite cache file (tests/settings.py) is removed when the session ends."""
+    yield
+    from django.conf import settings
+
+    if settings.CACHES["default"]["BACKEND"] == "apps.core.cache.SQLiteCache":
+        for suffix in ("", "-wal", "-shm"):
+            Path(settings.CACHES["default"]["LOCATION"] + suffix).unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limit_counters():
+    """Every test starts with no rate-limit counter (anonymous requests of the whole session share one client
+    address). Only the session's own SQLite cache is emptied (tests/settings.py), never a shared Redis."""
+    from django.core.cache import caches
+
+    from apps.core.cache import SQLiteCache
+
+    cache = caches["default"]
+    if isinstance(cache, SQLiteCache):
+        cache.clear()
 
 
 @pytest.fixture

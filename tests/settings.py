@@ -17,6 +17,17 @@ if _os.environ.get("PYTEST_XDIST_WORKER"):
 CELERY_TASK_DEFAULT_QUEUE = f"rcp-test-{TEST_SESSION}"
 CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": f"rcp-test-{TEST_SESSION}:"}
 
+# The cache (rate-limit counters): the product's embedded default in a file of this session's own, or the
+# configured one (CACHE_URL, e.g. Redis) under this session's key prefix. tests/conftest.py empties the
+# SQLite one before each test; a Redis cache is never flushed (tests delete the keys they made).
+if CACHES["default"]["BACKEND"] == "apps.core.cache.SQLiteCache":  # noqa: F405
+    import tempfile as _tempfile
+
+    CACHES["default"]["LOCATION"] = _os.path.join(_tempfile.gettempdir(), f"rcp-test-cache-{TEST_SESSION}.sqlite3")  # noqa: F405
+    # Processes a test starts with this environment (gunicorn, Celery workers) count in the same file.
+    _os.environ.setdefault("CACHE_SQLITE_PATH", CACHES["default"]["LOCATION"])  # noqa: F405
+CACHES["default"]["KEY_PREFIX"] = f"rcp-test-{TEST_SESSION}"  # noqa: F405
+
 INSTALLED_APPS = [*INSTALLED_APPS, "oauth2_provider", "tests.oauth_provider"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
 

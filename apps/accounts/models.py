@@ -74,6 +74,11 @@ class AccessKey(BaseModel):
         self.digest = digest_access_key(raw_key)
         self.preview = f"{raw_key[: len(ACCESS_KEY_PREFIX) + 4]}…{raw_key[-4:]}"
 
+    @property
+    def rate_limit_identity(self) -> str:
+        """Whose counter a request with this key counts on (apps.core.ratelimit)."""
+        return f"key:{self.pk}"
+
     def matches(self, raw_key: str) -> bool:
         return hmac.compare_digest(self.digest, digest_access_key(raw_key))
 

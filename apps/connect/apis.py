@@ -41,6 +41,7 @@ class ConnectTokenCreateApi(APIView):
 
     authentication_classes = [AccessKeyAuthentication]
     permission_classes = [CanUseApp]
+    rate_limits = {"POST": "connect_tokens"}  # per access key (apps.core.ratelimit)
 
     class ConnectTokenInputSerializer(serializers.Serializer):
         user_id = StrictCharField(min_length=1, max_length=255, trim_whitespace=False)
@@ -82,6 +83,8 @@ class ConnectUnlinkSerializer(serializers.Serializer):
 class _ConnectApi(APIView):
     authentication_classes = [ConnectTokenAuthentication]
     permission_classes = [HasConnectToken]
+    # Writes, per connect token; the hosted page's forms count on the same token (apps.core.ratelimit).
+    rate_limits = {"POST": "connect", "PUT": "connect", "PATCH": "connect", "DELETE": "connect"}
 
     def requirement(self, request, requirement_id):
         return selectors.deployed_requirement(app=request.user.app, requirement_id=requirement_id)

@@ -47,6 +47,16 @@ class ConnectClaims:
     expires_at: datetime
     redirect_url: str = ""
 
+    @property
+    def rate_limit_identity(self) -> str:
+        """Whose counter a request with this token counts on (apps.core.ratelimit)."""
+        return rate_limit_identity(self.jti)
+
+
+def rate_limit_identity(jti: str) -> str:
+    """A connect token's rate-limit identity: the connect API's and the hosted page's (the session keeps the jti)."""
+    return f"token:{jti}"
+
 
 def _key() -> bytes:
     return hmac.new(settings.SECRET_KEY.encode(), _PURPOSE, hashlib.sha256).digest()

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.connections import oauth_flows, oauth_state
 from apps.connections.models import OAuthProvider
-from apps.core.errors import ApplicationError
+from apps.core import ratelimit
+from apps.core.errors import ApplicationError, RateLimited
 from apps.deployments.selectors import app_by_id
 from apps.engine import connection_types, origins
 
@@ -61,6 +62,19 @@ def secured(view):
 
 def _error_page(request, *, title: str, message: str, status: int, app_name: str = "") -> HttpResponse:
     return render(request, "connect/error.html", {"title": title, "message": message, "app_name": app_name}, status=status)
+
+
+def _rate_limited(request, jti: str) -> HttpResponse | None:
+    """Count this request on its connect token's `connect` limit, the one the connect API counts on; over it,
+    a 429 page with Retry-After (a browser gets a page, not the API's JSON envelope)."""
+    try:
+        ratelimit.check("connect", tokens.rate_limit_identity(jti))
+    except RateLimited as exc:
+        response = _error_page(request, title="Too many attempts",
+                               message=f"Please wait {exc.retry_after} seconds, then try again.", status=429)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    return None
 
 
 class _Context:
@@ -173,6 +187,9 @@ def _exchange_token(request, token: str) -> HttpResponse:
             message="The link may be incomplete or mistyped. Go back to the application and open it again.",
             status=401,
         )
+    limited = _rate_limited(request, claims.jti)
+    if limited is not None:
+        return limited
     if app_by_id(app_id=claims.app_id) is None:
         return _error_page(request, title="This application is no longer available",
                            message="The application that sent you here no longer exists.", status=404)
@@ -209,6 +226,9 @@ def submit_credentials(request: HttpRequest, requirement_id) -> HttpResponse:
     ctx = _session_context(request)
     if isinstance(ctx, HttpResponse):
         return ctx
+    limited = _rate_limited(request, ctx.jti)
+    if limited is not None:
+        return limited
     try:
         requirement = selectors.deployed_requirement(app=ctx.app, requirement_id=requirement_id)
     except ApplicationError:
@@ -242,6 +262,9 @@ def start_oauth(request: HttpRequest, requirement_id) -> HttpResponse:
     ctx = _session_context(request)
     if isinstance(ctx, HttpResponse):
         return ctx
+    limited = _rate_limited(request, ctx.jti)
+    if limited is not None:
+        return limited
     try:
         requirement = selectors.deployed_requirement(app=ctx.app, requirement_id=requirement_id)
         url = services.end_user_authorize(
@@ -263,6 +286,9 @@ def unlink(request: HttpRequest, requirement_id) -> HttpResponse:
     ctx = _session_context(request)
     if isinstance(ctx, HttpResponse):
         return ctx
+    limited = _rate_limited(request, ctx.jti)
+    if limited is not None:
+        return limited
     try:
         requirement = selectors.deployed_requirement(app=ctx.app, requirement_id=requirement_id)
         services.end_user_unlink(app=ctx.app, user_id=ctx.user_id, requirement=requirement)

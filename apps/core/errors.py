@@ -71,6 +71,16 @@ class ServiceUnavailable(ApplicationError):
     code, status = "service_unavailable", 503
 
 
+class RateLimited(ApplicationError):
+    """Over a rate limit (SPEC §15, apps.core.ratelimit): answered with Retry-After, in seconds."""
+
+    code, status = "rate_limited", 429
+
+    def __init__(self, message: str, *, retry_after: int, details: dict[str, Any] | None = None):
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(ApplicationError):
     code, status = "payload_too_large", 413
 
@@ -133,7 +143,10 @@ _DRF_CODES = {
 def exception_handler(exc: Exception, context: dict) -> Response:
     """DRF EXCEPTION_HANDLER: map every exception to the envelope; unknown ones to a bare 500."""
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+        response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if is_database_unavailable(exc):
         record_database_unavailable(exc)
         response = Response(error_body("service_unavailable", DATABASE_UNAVAILABLE_MESSAGE), status=503)

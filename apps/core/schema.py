@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from drf_spectacular import openapi
 from drf_spectacular.drainage import get_override
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema_serializer
 from rest_framework import serializers
@@ -116,3 +117,33 @@ def error_responses(*codes: int, **descriptions: str) -> dict[int, OpenApiRespon
         code: OpenApiResponse(ErrorSerializer, description=descriptions.get(f"_{code}", ERROR_DESCRIPTIONS[code]))
         for code in codes
     }
+
+
+RATE_LIMITED_EXAMPLE = {
+    "error": {
+        "code": "rate_limited",
+        "message": "Too many requests: at most 600 per 60 s for this access key. Retry after 12 s.",
+        "details": {"scope": "runs", "limit": 600, "period_seconds": 60, "retry_after": 12},
+    }
+}
+
+
+class AutoSchema(openapi.AutoSchema):
+    """The project's DEFAULT_SCHEMA_CLASS: drf-spectacular's, plus the `429 rate_limited` answer (with its
+    Retry-After header) on every operation its view rate-limits (`rate_limits`, apps.core.ratelimit): read from
+    the same declaration the throttle reads, so the document cannot miss a limited operation."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        if operation is not None and self.method in getattr(self.view, "rate_limits", {}):
+            operation["responses"]["429"] = {
+                "description": "`rate_limited`: over this caller's rate limit (per access key, connect token, or "
+                               "client address without a key). Retry after the seconds in `Retry-After`.",
+                "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                                            "description": "Seconds until the limit's window ends."}},
+                "content": {"application/json": {
+                    "schema": self.resolve_serializer(ErrorSerializer, "response").ref,
+                    "examples": {"RateLimited": {"value": RATE_LIMITED_EXAMPLE}},
+                }},
+            }
+        return operation

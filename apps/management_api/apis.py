@@ -72,6 +72,7 @@ class ManagementAPIView(APIView):
     authentication_classes = [AccessKeyAuthentication]
     permission_classes = [HasAccessKey]
     parser_classes = [JSONParser]
+    rate_limits = dict.fromkeys(("POST", "PUT", "PATCH", "DELETE"), "management_writes")  # per access key
 
     @property
     def key(self) -> AccessKey:

@@ -91,6 +91,7 @@ class InvokeApi(AppApi):
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]
     anonymous_methods = ("POST",)  # public Apps: invoke carries no user_id, so no end user's credentials
+    rate_limits = {"POST": "runs"}  # per access key; without one (public Apps) per client IP (apps.core.ratelimit)
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_invoke", summary="Invoke the App (sync, async with callbacks, or stream)",
@@ -112,6 +113,7 @@ class InvokeApi(AppApi):
 class RunsApi(AppApi):
     renderer_classes = [JSONRenderer, EventStreamRenderer]
     anonymous_methods = ("POST",)  # public Apps: runs without user_id only (see post)
+    rate_limits = {"POST": "runs"}  # per access key; without one (public Apps) per client IP (apps.core.ratelimit)
 
     @extend_schema(
         tags=[doc.TAG], operation_id="app_runs_list", summary="List the App's runs (newest first)",
