@@ -27,6 +27,8 @@ from celery import current_app
 from django.conf import settings
 from django.db import connection
 
+from apps.core import log_context
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,13 +58,14 @@ class ThreadExecutor:
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="runs")
 
     def submit(self, job: Job, arg, *, delay: float = 0.0) -> None:
+        # The job logs with the log context of the code that queued it (the request's request_id).
         if delay > 0:
-            timer = threading.Timer(delay, self.submit, args=(job, str(arg)))
+            timer = threading.Timer(delay, log_context.carried(self.submit), args=(job, str(arg)))
             timer.daemon = True
             timer.start()
             return
         try:
-            self.pool.submit(self._call, job, str(arg))
+            self.pool.submit(log_context.carried(self._call), job, str(arg))
         except RuntimeError:  # interpreter shutting down: the work stays persisted and is recovered later
             logger.warning("runs pool is shut down; %s left for recovery", arg)
 

@@ -1,0 +1,69 @@
+"""Log line formats (SPEC §15): one JSON object per line in production, readable text in development.
+
+Both formatters redact token-like query values in the whole formatted line (message, extra fields,
+traceback), not only in the message the `RedactQuerySecrets` filter sees: an exception's text (an
+upstream URL in an httpx error) is part of the line too.
+
+`log_format(env)` is the one rule for which format a process uses (`LOG_FORMAT`, else `json` unless
+DEBUG); settings and gunicorn.conf.py both ask it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
+
+from .log_context import FIELDS
+from .log_redaction import redact_query_secrets
+
+FORMATS = ("json", "text")
+_LEADING = ("time", "level", "logger", "message", *FIELDS)
+
+
+def log_format(env) -> str:
+    """`LOG_FORMAT` (json or text) from a django-environ Env; by default text with DEBUG on, else JSON."""
+    value = env.str("LOG_FORMAT", default="") or ("text" if env.bool("DEBUG", default=True) else "json")
+    if value not in FORMATS:
+        raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {value!r}")
+    return value
+
+
+class JsonFormatter(_BaseJsonFormatter):
+    """`{"time", "level", "logger", "message", ...context fields, ...extra, "exc_info"?}` on one line.
+
+    `time` is UTC ISO 8601 with milliseconds. Fields given in a record's `extra` appear as they are
+    (python-json-logger's behaviour), so a call site can add structured fields (`status`, `duration_ms`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("fmt", ["levelname", "name", "message"])
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        super().__init__(*args, **kwargs)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        super().add_fields(log_data, record, message_dict)
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        # Who the line is about right after what it says, then the rest.
+        ordered = {name: log_data.pop(name) for name in _LEADING if name in log_data}
+        ordered.update(log_data)
+        return ordered
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_query_secrets(super().format(record))
+
+
+class TextFormatter(logging.Formatter):
+    """The usual text line, followed by the known context fields (`[request_id=... run_id=...]`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = " ".join(f"{name}={record.__dict__[name]}" for name in FIELDS if name in record.__dict__)
+        if context:
+            head, newline, rest = line.partition("\n")  # after the message, before a traceback
+            line = f"{head} [{context}]{newline}{rest}"
+        return redact_query_secrets(line)
