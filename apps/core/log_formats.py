@@ -14,6 +14,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonEncoder
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from .log_context import FIELDS
@@ -34,24 +36,34 @@ def log_format(env) -> str:
 class JsonFormatter(_BaseJsonFormatter):
     """`{"time", "level", "logger", "message", ...context fields, ...extra, "exc_info"?}` on one line.
 
-    `time` is UTC ISO 8601 with milliseconds. Fields given in a record's `extra` appear as they are
-    (python-json-logger's behaviour), so a call site can add structured fields (`status`, `duration_ms`).
+    `time` is UTC ISO 8601 with milliseconds. Fields given in a record's `extra` appear as they are, so a
+    call site can add structured fields (`status`, `duration_ms`). python-json-logger does the rest (the
+    message, exceptions and stacks, a dict as message, encoding of datetimes, bytes, exceptions...). The
+    fields are picked here rather than by its generic `add_fields`, and one encoder is reused: a line costs
+    about half as much (bench/: the run line is written once per run).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("fmt", ["levelname", "name", "message"])
-        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         super().__init__(*args, **kwargs)
+        self._not_extra = frozenset({*RESERVED_ATTRS, *_LEADING})
+        self._encoder = JsonEncoder(ensure_ascii=True)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+        fields = record.__dict__
         log_data["time"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        super().add_fields(log_data, record, message_dict)
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["message"] = record.message
+        for name in FIELDS:
+            if name in fields:
+                log_data[name] = fields[name]
+        for key in sorted(fields.keys() - self._not_extra):  # the `extra` fields, in a stable order
+            if not key.startswith("_"):
+                log_data[key] = fields[key]
+        log_data.update(message_dict)  # exc_info, stack_info; the keys of a dict message
 
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        # Who the line is about right after what it says, then the rest.
-        ordered = {name: log_data.pop(name) for name in _LEADING if name in log_data}
-        ordered.update(log_data)
-        return ordered
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        return self._encoder.encode(log_data)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact_query_secrets(super().format(record))

@@ -101,11 +101,14 @@ def execute_run(
 
 def _log_run_end(run: Run) -> None:
     """One line per executed run: its outcome, never its input, output or error message (they may hold
-    what an end user typed)."""
+    what an end user typed). Not for input the engine refused: that is a 400 (the access log's), and the
+    run is not stored, so its ID would name nothing."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    duration_ms = round((run.ended_at - run.started_at).total_seconds() * 1000) if run.started_at else None
     error_code = (run.error or {}).get("code")
+    if error_code == "invalid_input":
+        return
+    duration_ms = round((run.ended_at - run.started_at).total_seconds() * 1000) if run.started_at else None
     logger.info("run %s %s in %s ms", run.id, run.status, duration_ms,
                 extra={"status": run.status, "mode": run.mode, "duration_ms": duration_ms,
                        **({"error_code": error_code} if error_code else {})})

@@ -162,11 +162,13 @@ def run_app(project, upstream):
     shared = factories.make_connection(project, config={"url": upstream.url, "api_key": factories.CANARIES["shared_api_key"]})
     workflow = factories.make_workflow(project)
     requirement = factories.make_requirement(workflow)
-    version = factories.make_version(workflow, factories.definition(
+    side_by_side = factories.definition(
         factories.http_node("shared", ref={"id": str(shared.id)}, url=f"{upstream.url}/shared"),
         factories.http_node("mine", ref={"requirement": str(requirement.id)}, url=f"{upstream.url}/mine"),
         output={"a": "{{ nodes.shared.output.body }}", "b": "{{ nodes.mine.output.body }}"},
-    ))
+    )
+    side_by_side["nodes"][-1]["depends_on"] = ["shared", "mine"]
+    version = factories.make_version(workflow, side_by_side)
     app = factories.make_app(project, version=version)
     factories.link_end_user(app, requirement, "user-42", {"url": upstream.url, "api_key": factories.CANARIES["user42_api_key"]})
     return app
@@ -307,7 +309,8 @@ def test_a_background_run_on_the_thread_executor_logs_with_the_accepting_request
                                                              "background": True}, HTTP_X_REQUEST_ID="req-bg-thread")
         assert response.status_code == 202, response.content
         run_id = response.json()["id"]
-        wait_for(lambda: Run.objects.filter(id=run_id, status="completed").exists(), message="the run to complete")
+        run = wait_for(lambda: Run.objects.filter(id=run_id, status__in=Run.TERMINAL).first(), message="the run to end")
+        assert run.status == "completed", run.error
         wait_for(lambda: "apps.runs.execution" in log.text, message="the run's line")
     line = run_line(log.lines(), run_id)
     assert (line["request_id"], line["app_id"], line["user_id"]) == ("req-bg-thread", str(run_app.id), "user-42")
