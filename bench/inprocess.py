@@ -6,6 +6,7 @@ import cProfile
 import gc
 import os
 import pstats
+import socket
 import statistics
 import subprocess
 import sys
@@ -23,7 +24,10 @@ os.environ.update(
     DATABASE_URL=f"sqlite:///{work}/bench.sqlite3",
 )
 shared = os.environ.get("SHARED_BENCH", os.path.join(here, "..", "shared", "bench"))
-upstream = subprocess.Popen([sys.executable, os.path.join(shared, "upstream.py"), "18191", "k-1"])
+with socket.socket() as _probe:  # a free loopback port: other benchmarks may run beside this one
+    _probe.bind(("127.0.0.1", 0))
+    UPSTREAM_PORT = _probe.getsockname()[1]
+upstream = subprocess.Popen([sys.executable, os.path.join(shared, "upstream.py"), str(UPSTREAM_PORT), "k-1"])
 try:
     import django
 
@@ -34,7 +38,8 @@ try:
     call_command("migrate", verbosity=0)
     time.sleep(0.3)
     app_id, key = subprocess.check_output(
-        [sys.executable, os.path.join(here, "bench", "seed_bench.py"), "http://127.0.0.1:18191/", "k-1"], env=os.environ
+        [sys.executable, os.path.join(here, "bench", "seed_bench.py"), f"http://127.0.0.1:{UPSTREAM_PORT}/", "k-1"],
+        env=os.environ,
     ).decode().split()
     client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
     n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 300

@@ -11,7 +11,7 @@ shared=${SHARED_BENCH:-$here/../shared/bench}
 py=$here/.venv/bin/python
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind" >&2; exit 1; }
 work=$(mktemp -d /dev/shm/platform-instr.XXXX)
-up_port=18194; key=k-1
+up_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); key=k-1
 python3 "$shared/upstream.py" $up_port $key & up=$!
 trap 'kill $up 2>/dev/null || true; rm -rf "$work"' EXIT
 sleep 0.3

@@ -15,6 +15,7 @@ from celery.signals import (
     setup_logging,
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_init,
     worker_ready,
 )
@@ -32,21 +33,22 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # A task logs with the log context of the code that queued it (SPEC §15: a background run's lines carry the
-# request_id of the request that accepted it), sent as a message header: a worker of an older release
-# ignores a header it does not know, where an unexpected task argument would fail the task.
-LOG_CONTEXT_HEADER = "log_context"
+# request_id of the request that accepted it), sent as a message header (log_context.HEADER): a worker of an
+# older release ignores a header it does not know, where an unexpected task argument would fail the task.
+# The runs executor publishes its own messages and adds the header itself (apps.runs.dispatch); this
+# receiver covers what is sent through Celery's `send_task`/`apply_async`.
 
 
 @before_task_publish.connect
 def _send_log_context(headers=None, **kwargs):
     fields = log_context.current()
     if fields and headers is not None:
-        headers[LOG_CONTEXT_HEADER] = dict(fields)
+        headers.setdefault(log_context.HEADER, dict(fields))
 
 
 @task_prerun.connect
 def _start_task_log_context(task=None, **kwargs):
-    fields = getattr(task.request, LOG_CONTEXT_HEADER, None) if task is not None else None
+    fields = getattr(task.request, log_context.HEADER, None) if task is not None else None
     if not isinstance(fields, dict):
         fields = {}
     log_context.start({name: str(fields[name]) for name in log_context.FIELDS if fields.get(name)})
@@ -65,6 +67,16 @@ def _use_django_logging(**kwargs):
     from django.utils.log import configure_logging
 
     configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+
+
+@app.on_after_configure.connect
+def _schedule_periodic_jobs(sender, **kwargs):
+    """Beat's schedule is the scheduler's registry (apps/scheduler/registry.py): one `scheduler.run_job` per job
+    and period. Built when the configuration is first read (settings are loaded by then); the registry imports
+    no model, so this is safe before Django's apps are ready."""
+    from apps.scheduler.registry import beat_schedule
+
+    sender.conf.beat_schedule = beat_schedule()
 
 
 @worker_process_init.connect
@@ -92,3 +104,14 @@ def _recover_lost_runs(**kwargs):
         recover(created_before=timezone.now() - timedelta(seconds=settings.RUNS_LEASE_SECONDS), include_started=False)
     except Exception:  # the worker must start even if the database is briefly unavailable
         logger.exception("run recovery at worker start failed")
+
+
+@worker_init.connect
+def _serve_worker_metrics(**kwargs):
+    """With WORKER_METRICS_BIND: this worker's runs, node failures, queue lag, resolutions, refreshes and
+    callbacks (counted in its pool processes) at `http://<bind>/metrics` (README "Metrics"). Before the pool
+    starts, so its directory is emptied before any child writes there."""
+    if settings.WORKER_METRICS_BIND:
+        from apps.core.metrics_http import serve_worker_metrics
+
+        serve_worker_metrics(settings.WORKER_METRICS_BIND)

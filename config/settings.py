@@ -99,6 +99,18 @@ UNREFERENCED_FILE_RETENTION_HOURS = env.float("UNREFERENCED_FILE_RETENTION_HOURS
 STREAM_TOKEN_TTL_SECONDS = env.int("STREAM_TOKEN_TTL_SECONDS", default=600)
 # Serve the demo third-party API (/demo-upstream/) used by `manage.py demo`. On in development.
 DEMO_UPSTREAM_ENABLED = env.bool("DEMO_UPSTREAM_ENABLED", default=DEBUG)
+# Scheduler and retention (SPEC §13 "Scheduler", §15 "Retention"; apps/scheduler, docs/decisions.md "Retention").
+# Periods in days; 0 keeps forever. Old rows go in batches of RETENTION_BATCH_SIZE, at most RETENTION_MAX_BATCHES
+# per job run (the next run goes on). SCHEDULER_THREAD: unset = a thread in server processes of the thread
+# executor; true/false forces it (the celery executor uses beat).
+RETENTION_RUNS_DAYS = env.float("RETENTION_RUNS_DAYS", default=30)
+RETENTION_AUDIT_DAYS = env.float("RETENTION_AUDIT_DAYS", default=90)
+RETENTION_EVERY_SECONDS = env.float("RETENTION_EVERY_SECONDS", default=3600)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=500)
+RETENTION_MAX_BATCHES = env.int("RETENTION_MAX_BATCHES", default=200)
+RUNS_RECOVERY_SWEEP_SECONDS = env.float("RUNS_RECOVERY_SWEEP_SECONDS", default=300)
+SCHEDULER_THREAD = env.bool("SCHEDULER_THREAD", default=None)
+SCHEDULER_TICK_SECONDS = env.float("SCHEDULER_TICK_SECONDS", default=30)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -120,11 +132,13 @@ INSTALLED_APPS = [
     "apps.credentials",
     "apps.runs",
     "apps.demo",  # `manage.py demo` only: no models
+    "apps.scheduler",  # periodic jobs: the lease table, beat's schedule, the embedded thread, `manage.py purge`
     *env.list("EXTRA_INSTALLED_APPS", default=[]),
 ]
 
 MIDDLEWARE = [
     "apps.core.middleware.ServiceHealthMiddleware",  # /healthz, /readyz on any host, before the HTTPS redirect
+    "apps.core.metrics_http.MetricsMiddleware",  # /metrics (platform host or IP literal) and the request counter
     "apps.core.middleware.RequestLogContextMiddleware",  # request_id (X-Request-ID) and app_id on every log line
     "apps.core.middleware.RequestLimitsMiddleware",
     "apps.deployments.middleware.AppHostMiddleware",
@@ -172,7 +186,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Persistent connections on both backends: opening one per request (Django's default) costs more than a
 # whole synchronous run on SQLite (connection set-up and PRAGMAs), and a TCP + auth round trip on PostgreSQL.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # PostgreSQL tuning knobs (docs/decisions.md "PostgreSQL connections", measured by bench/pg_options.sh).
+    # DATABASE_POOL: Django's psycopg pool per process instead of one persistent connection per thread
+    # (Django requires CONN_MAX_AGE=0 with a pool). DATABASE_PREPARE_THRESHOLD: server-side parameter
+    # binding plus psycopg prepared statements after that many executions of one statement (client-side
+    # binding, Django's default, never prepares).
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    if env.bool("DATABASE_POOL", default=False):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        _pg_options["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        }
+    if env.str("DATABASE_PREPARE_THRESHOLD", default=""):
+        _pg_options["server_side_binding"] = True
+        _pg_options["prepare_threshold"] = env.int("DATABASE_PREPARE_THRESHOLD")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -262,6 +293,14 @@ if not DEBUG:
     if env.bool("BEHIND_TLS_PROXY", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PLATFORM_URL])
+
+# Metrics (SPEC §15, apps.core.metrics_http): `/metrics` needs `Authorization: Bearer <METRICS_TOKEN>`;
+# without a token it answers loopback clients only (requests no proxy forwarded).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and not DEBUG and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be 32+ random characters (or unset: loopback scrapes only)")
+# A Celery worker's own `/metrics` (same rule), e.g. "0.0.0.0:9808"; needs PROMETHEUS_MULTIPROC_DIR. Unset: none.
+WORKER_METRICS_BIND = env.str("WORKER_METRICS_BIND", default="")
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_TASK_ACKS_LATE = True

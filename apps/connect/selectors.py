@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import cache
 
+from django.db import connection as db
 from django.db.models import OuterRef, Subquery
 
 from apps.connections.models import Connection
 from apps.core.errors import NotFound
 from apps.deployments.models import App
-from apps.workflows.models import Requirement
+from apps.workflows.models import Requirement, WorkflowVersion
 
 from .models import EndUserLink, UsedConnectToken
 
@@ -44,6 +46,84 @@ def requirement_statuses(*, app: App, user_id: str) -> list[RequirementStatus]:
         .order_by("title", "name")
     )
     return [RequirementStatus(requirement=r, connection_status=r.link_status) for r in requirements]
+
+
+@dataclass(frozen=True)
+class UnsatisfiedRequirement:
+    """The columns the status endpoint shows of a requirement, as plain values (IDs as strings)."""
+
+    id: str
+    type: str
+    name: str
+    title: str
+    description: str
+    spec: dict
+    workflow_id: str
+
+
+@cache
+def _unsatisfied_sql(vendor: str) -> str:
+    """The statement of `unsatisfied_requirements`, from the models' table and column names (built once per
+    database vendor: the quoting is the backend's).
+
+    The versions' requirements left-joined to this user's link and its connection: at most one link per
+    requirement (`enduserlink_unique_triple` on (app, user_id, requirement) is the index it uses), so no
+    subquery, sort or LIMIT per requirement; only what the answer shows is read."""
+    r, link, conn = Requirement._meta, EndUserLink._meta, Connection._meta
+    through = WorkflowVersion.requirements.through._meta
+
+    def col(meta, name: str) -> str:
+        return db.ops.quote_name(meta.get_field(name).column)
+
+    q = db.ops.quote_name
+    version_fk = WorkflowVersion.requirements.field.m2m_column_name()
+    requirement_fk = WorkflowVersion.requirements.field.m2m_reverse_name()
+    shown = ", ".join(f"r.{col(r, name)}" for name in ("id", "type", "name", "title", "description", "spec", "workflow"))
+    return (
+        f"SELECT {shown} FROM {q(r.db_table)} r"
+        f" INNER JOIN {q(through.db_table)} vr ON vr.{q(requirement_fk)} = r.{col(r, 'id')}"
+        f" LEFT OUTER JOIN {q(link.db_table)} l ON l.{col(link, 'app')} = %s AND l.{col(link, 'user_id')} = %s"
+        f" AND l.{col(link, 'requirement')} = r.{col(r, 'id')}"
+        f" LEFT OUTER JOIN {q(conn.db_table)} c ON c.{col(conn, 'id')} = l.{col(link, 'connection')}"
+        f" WHERE vr.{q(version_fk)} = %s AND (c.{col(conn, 'status')} IS NULL OR c.{col(conn, 'status')} <> %s)"
+        f" ORDER BY r.{col(r, 'title')} ASC, r.{col(r, 'name')} ASC"
+    )
+
+
+def _uuid_text(value) -> str:
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))  # SQLite stores 32 hex digits
+
+
+def unsatisfied_requirements(*, app: App, user_id: str) -> list[UnsatisfiedRequirement]:
+    """The requirements of the App's deployed version this user has not satisfied (no link, or a link whose
+    connection is not `active`), ordered like `requirement_statuses`. One statement.
+
+    `GET /v1/requirements/status` runs this on every call and must stay within 5 ms at a million links
+    (SPEC.md section 11; bench/status_scale.py): one parameterised SQL statement, because compiling the
+    equivalent ORM query (a correlated subquery per requirement) cost more than running it.
+    `app.current_deployment` must be loaded (apps.deployments.selectors load it with the App).
+    """
+    deployment = app.current_deployment
+    if deployment is None:
+        return []
+    uuid_field = App._meta.pk
+    params = [
+        uuid_field.get_db_prep_value(app.id, db),
+        user_id,
+        uuid_field.get_db_prep_value(deployment.workflow_version_id, db),
+        Connection.Status.ACTIVE.value,
+    ]
+    with db.cursor() as cursor:
+        cursor.execute(_unsatisfied_sql(db.vendor), params)
+        rows = cursor.fetchall()
+    spec_field = Requirement._meta.get_field("spec")  # the JSONField's own decoding, as the ORM would
+    return [
+        UnsatisfiedRequirement(
+            id=_uuid_text(id_), type=type_, name=name, title=title, description=description,
+            spec=spec_field.from_db_value(spec, None, db), workflow_id=_uuid_text(workflow_id),
+        )
+        for id_, type_, name, title, description, spec, workflow_id in rows
+    ]
 
 
 def deployed_requirement(*, app: App, requirement_id) -> Requirement:

@@ -20,6 +20,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from django.db import transaction
 from django.urls import NoReverseMatch, reverse
 
+from apps.core import metrics
 from apps.core.actors import actor_label
 from apps.core.errors import ApplicationError, BadRequest
 
@@ -138,16 +139,20 @@ def _refresh_locked(connection: Connection) -> bool:
             logger.info("oauth2 refresh token of connection %s rejected (invalid_grant): marked expired", connection.pk)
         else:
             logger.warning("oauth2 refresh failed for connection %s: %s", connection.pk, exc.error)
+        metrics.oauth2_refresh(success=False)
         return False
     except Exception as exc:  # network, SSRF guard, malformed answer: leave the connection as it is
         logger.warning("oauth2 refresh failed for connection %s: %s", connection.pk, type(exc).__name__)
+        metrics.oauth2_refresh(success=False)
         return False
     try:
         tokens = token_set(token, previous=config)
     except OAuthFlowError:
         logger.warning("oauth2 refresh for connection %s returned no access token", connection.pk)
+        metrics.oauth2_refresh(success=False)
         return False
     tokens_store(connection=connection, tokens=tokens, actor="oauth2:refresh")
+    metrics.oauth2_refresh(success=True)
     return True
 
 

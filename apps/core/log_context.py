@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 FIELDS = ("request_id", "app_id", "run_id", "user_id")
+HEADER = "log_context"  # the Celery message header that carries the context to a worker (config/celery.py)
 
 _EMPTY: dict[str, str] = {}
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context", default=_EMPTY)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models import Model
 
 _PG_MAX_PARAMS = 65535
@@ -164,6 +164,14 @@ def _aware_datetime_adapter(ops):
 _plans: dict[tuple, _InsertPlan] = {}
 
 
+def _plan(model: type[Model], attnames: Sequence[str], connection) -> _InsertPlan:
+    key = (model, tuple(attnames), connection.vendor)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = _InsertPlan(model, attnames, connection)
+    return plan
+
+
 def insert_rows(model: type[Model], attnames: Sequence[str], rows: Sequence[Sequence[Any]], using: str = DEFAULT_DB_ALIAS) -> int:
     """INSERT `rows` (values in `attnames` order, primary key included) into `model`'s table, each value as
     its field's `get_db_prep_save` makes it; one statement unless the backend's parameter limit forces a
@@ -171,10 +179,7 @@ def insert_rows(model: type[Model], attnames: Sequence[str], rows: Sequence[Sequ
     if not rows:
         return 0
     connection = connections[using]
-    plan_key = (model, tuple(attnames), connection.vendor)
-    plan = _plans.get(plan_key)
-    if plan is None:
-        plan = _plans[plan_key] = _InsertPlan(model, attnames, connection)
+    plan = _plan(model, attnames, connection)
     statements = 0
     with connection.cursor() as cursor:
         for start in range(0, len(rows), plan.per_statement):
@@ -187,20 +192,60 @@ def insert_rows(model: type[Model], attnames: Sequence[str], rows: Sequence[Sequ
     return statements
 
 
-def insert_instances(objs: Iterable[Model], using: str = DEFAULT_DB_ALIAS) -> int:
-    """INSERT unsaved instances of one model (each field's `pre_save` applied, as `save()` would) with
-    `insert_rows`. Returns the number of statements."""
-    objs = list(objs)
-    if not objs:
-        return 0
+def instance_batch(objs: Sequence[Model]) -> tuple[type[Model], list[str], list[list[Any]]]:
+    """(model, attnames, rows) of unsaved instances of one model, each field's `pre_save` applied (as `save()`
+    would: auto_now_add and the like), for `insert_rows` / `insert_together`."""
     model = type(objs[0])
     if any(obj.pk is None for obj in objs):
-        raise ValueError("insert_instances needs primary keys set before the INSERT (no RETURNING here)")
+        raise ValueError("raw INSERTs need primary keys set before the INSERT (no RETURNING here)")
     fields = model._meta.concrete_fields
-    statements = insert_rows(
-        model, [f.attname for f in fields], [[f.pre_save(obj, True) for f in fields] for obj in objs], using
-    )
+    return model, [f.attname for f in fields], [[f.pre_save(obj, True) for f in fields] for obj in objs]
+
+
+def _mark_saved(objs: Iterable[Model], using: str) -> None:
     for obj in objs:
         obj._state.adding = False
         obj._state.db = using
+
+
+def insert_instances(objs: Iterable[Model], using: str = DEFAULT_DB_ALIAS) -> int:
+    """INSERT unsaved instances of one model with `insert_rows`. Returns the number of statements."""
+    objs = list(objs)
+    if not objs:
+        return 0
+    statements = insert_rows(*instance_batch(objs), using)
+    _mark_saved(objs, using)
     return statements
+
+
+def insert_together(batches: Sequence[tuple[type[Model], Sequence[str], Sequence[Sequence[Any]]]],
+                    using: str = DEFAULT_DB_ALIAS, *, savepoint: bool = True) -> int:
+    """INSERT several tables' rows all or nothing. PostgreSQL: ONE statement (data-modifying CTEs), atomic by
+    itself, so no BEGIN/COMMIT round trips either; Django's foreign keys there are deferred to the end of the
+    transaction, so the order of the parts does not matter. Elsewhere (SQLite: no INSERT in a CTE), one
+    `insert_rows` per table in one transaction. Inside the caller's transaction a savepoint keeps it usable
+    after a failure, unless `savepoint=False` (the caller rolls its whole block back anyway). Returns the
+    number of statements."""
+    batches = [(model, attnames, rows) for model, attnames, rows in batches if rows]
+    if not batches:
+        return 0
+    connection = connections[using]
+    plans = [_plan(model, attnames, connection) for model, attnames, _ in batches]
+    params_needed = sum(len(rows) * len(plan.fields) for (_, _, rows), plan in zip(batches, plans, strict=True))
+    if connection.vendor != "postgresql" or params_needed > _PG_MAX_PARAMS:
+        with transaction.atomic(using=using, savepoint=savepoint):
+            return sum(insert_rows(model, attnames, rows, using) for model, attnames, rows in batches)
+    parts, params = [], []
+    for (_, _, rows), plan in zip(batches, plans, strict=True):
+        parts.append(plan.head + ", ".join([plan.row_sql] * len(rows)))
+        for row in rows:
+            params.extend(plan.values(row, connection))
+    *ctes, last = parts
+    sql = (f"WITH {', '.join(f'w{i} AS ({cte})' for i, cte in enumerate(ctes))} {last}") if ctes else last
+    if connection.in_atomic_block and savepoint:  # a failure leaves the caller's transaction usable
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    return 1

@@ -29,7 +29,8 @@ from apps.connections.oauth_client import near_expiry
 from apps.connections.oauth_flows import force_refresh, refresh_if_needed
 from apps.connections.resolved import to_resolved_connection
 from apps.connections.services import connection_set_status
-from apps.core.rawsql import Columns, insert_instances
+from apps.core import metrics
+from apps.core.rawsql import Columns, insert_instances, instance_batch
 from apps.deployments.models import App
 from apps.engine.types import Resolution, ResolvedConnection
 from apps.workflows.models import Requirement
@@ -151,6 +152,7 @@ def resolve_credentials(
         audit.save(force_insert=True)
     else:
         audit_sink.append(audit)
+    metrics.credential_resolution(outcome=outcome)
     return resolution
 
 
@@ -238,6 +240,10 @@ class InProcessResolver:
             connection_ids=connection_ids, requirement_ids=requirement_ids, app_id=app_id,
             user_id=user_id, run_id=run_id, requester=self.requester, audit_sink=self.pending_audit,
         )
+
+    def pending_audit_batch(self) -> list:
+        """The pending rows as (model, columns, rows) for apps.core.rawsql.insert_together, or []."""
+        return [instance_batch(self.pending_audit)] if self.pending_audit else []
 
     def write_pending_audit(self) -> None:
         """Write the pending rows. Not cleared: if the caller's transaction rolls back, calling this again

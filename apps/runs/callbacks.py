@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from apps.core import log_context
+from apps.core import log_context, metrics
 from apps.core.errors import BadRequest
 from apps.core.formats import rfc3339
 from apps.engine import BlockedAddressError, check_url_target
@@ -176,6 +176,7 @@ def deliver(delivery_id) -> float | None:
     else:
         fields.update(status=CallbackDelivery.Status.DEAD, next_attempt_at=None)
     CallbackDelivery.objects.filter(id=delivery.id).update(**fields)
+    metrics.delivery(kind="callback", outcome=fields["status"])
     logger.info("callback %s attempt %s: %s", delivery.id, attempt, fields["status"])
     return delay
 

@@ -44,14 +44,17 @@ class EventBuffer:
         self.sequence = start_sequence
         self.events: list[tuple[int, str, dict[str, Any], Any]] = []
 
-    def emit(self, type: str, data: dict[str, Any]) -> None:
+    def emit(self, type: str, data: dict[str, Any], *, timestamp=None) -> None:
         self.sequence += 1
-        self.events.append((self.sequence, type, data, timezone.now()))
+        self.events.append((self.sequence, type, data, timestamp or timezone.now()))
+
+    def batch(self) -> tuple[type[RunEvent], tuple[str, ...], list[tuple]]:
+        """The events as (model, columns, rows) for apps.core.rawsql.insert_together / insert_rows."""
+        ids = uuid4_batch(len(self.events))
+        return RunEvent, self.COLUMNS, [(event_id, self.run.id, *event) for event_id, event in zip(ids, self.events, strict=True)]
 
     def flush(self) -> None:
-        ids = uuid4_batch(len(self.events))
-        rows = [(event_id, self.run.id, *event) for event_id, event in zip(ids, self.events, strict=True)]
-        insert_rows(RunEvent, self.COLUMNS, rows)  # one statement whatever the number of nodes
+        insert_rows(*self.batch())  # one statement whatever the number of nodes
         self.events = []
 
 

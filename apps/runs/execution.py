@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from apps.core import log_context
+from apps.core import log_context, metrics
 from apps.credentials.resolvers import HttpResolver
 from apps.credentials.services import InProcessResolver
 from apps.engine import RunContext, RunOptions, RunResult, TemplateLimits, execute
@@ -95,8 +95,20 @@ def execute_run(
     run.error = result.error
     run.nodes = node_summary(result)
     run.ended_at = timezone.now()
+    _count_node_failures(run, result)
     _log_run_end(run)
     return result
+
+
+def _count_node_failures(run: Run, result: RunResult) -> None:
+    """Metrics: each failed node by its type and error type (a node stopped by a cancel is not a failure)."""
+    types = None
+    for node_id, node in result.nodes.items():
+        error_type = (node.error or {}).get("type")
+        if node.status == "failure" and error_type != "canceled":
+            if types is None:
+                types = {n.get("id"): n.get("type") for n in run.workflow_version.definition.get("nodes", [])}
+            metrics.node_failed(node_type=types.get(node_id), error_type=error_type)
 
 
 def _log_run_end(run: Run) -> None:

@@ -114,11 +114,12 @@ def file_create(*, app: App, upload: UploadedFile, anonymous: bool = False) -> F
     return files_store(app=app, uploads=[upload])[0]
 
 
-def files_purge_unreferenced(*, now: datetime | None = None) -> int:
+def files_purge_unreferenced(*, now: datetime | None = None, dry_run: bool = False) -> int:
     """Delete Files older than UNREFERENCED_FILE_RETENTION_HOURS that no run references: stored bytes first,
-    then rows (a crash in between leaves rows whose bytes are gone, deleted again by the next purge).
-    Returns how many were deleted. A run can only reference a file that existed when it was accepted, so
-    only runs created since the oldest candidate are read."""
+    then rows (a crash in between leaves rows whose bytes are gone, deleted again by the next purge), a
+    batch of RETENTION_BATCH_SIZE at a time (one short DELETE each). Returns how many were deleted (with
+    `dry_run`, would be: nothing is deleted). A run can only reference a file that existed when it was
+    accepted, so only runs created since the oldest candidate are read."""
     cutoff = (now or timezone.now()) - timedelta(hours=settings.UNREFERENCED_FILE_RETENTION_HOURS)
     candidates = list(File.objects.filter(created_at__lt=cutoff).only("id", "app_id", "file", "created_at"))
     if not candidates:
@@ -129,13 +130,23 @@ def files_purge_unreferenced(*, now: datetime | None = None) -> int:
     for file_ids in runs.values_list("file_ids", flat=True).iterator(chunk_size=2000):
         referenced.update(str(file_id) for file_id in file_ids or [])
     doomed = [f for f in candidates if str(f.id) not in referenced]
-    for record in doomed:
-        if record.file.name:
-            record.file.storage.delete(record.file.name)
-    File.objects.filter(id__in=[f.id for f in doomed]).delete()
+    if dry_run:
+        return len(doomed)
+    batch_size = settings.RETENTION_BATCH_SIZE
+    for start in range(0, len(doomed), batch_size):
+        batch = doomed[start:start + batch_size]
+        for record in batch:
+            if record.file.name:
+                record.file.storage.delete(record.file.name)
+        File.objects.filter(id__in=[f.id for f in batch]).delete()
     if doomed:
         logger.info("purged %d unreferenced files", len(doomed))
     return len(doomed)
+
+
+def files_purge_expired(*, now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
+    """The retention job's face of files_purge_unreferenced (apps.scheduler): {"files": count}."""
+    return {"files": files_purge_unreferenced(now=now, dry_run=dry_run)}
 
 
 def files_for_app(*, app: App, file_ids: list[str]) -> list[File]:

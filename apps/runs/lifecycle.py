@@ -31,7 +31,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core import log_context
+from apps.core import log_context, metrics
 
 from .callbacks import deliver_callback
 from .dispatch import job, submit
@@ -83,6 +83,8 @@ def claim_run(run_id) -> Claim | Outcome:
         if not claimed:
             return Outcome.BUSY
     run = Run.objects.select_related("workflow_version", "app").get(id=run_id)
+    if run.attempts == 1 and run.mode in (Run.Mode.BACKGROUND, Run.Mode.ASYNC):
+        metrics.run_queue_lag(mode=run.mode, created_at=run.created_at, started_at=run.started_at)
     return Claim(run=run, attempt=run.attempts)
 
 
@@ -212,6 +214,7 @@ def finish_run(*, run: Run, attempt: int, sink: DbEventSink, terminal: dict[str,
             transaction.set_rollback(True)
             return Outcome.SUPERSEDED
         _schedule_callbacks(run.id)
+    metrics.run_ended(mode=run.mode, status=run.status, started_at=run.started_at, ended_at=run.ended_at)
     return Outcome.DONE
 
 
@@ -231,6 +234,8 @@ def cancel_run(*, run_id) -> Run | None:
             RunEvent.objects.create(run=run, sequence=next_sequence(run.id), type="run.canceled",
                                     data=terminal_event_data(run), timestamp=now)
             _schedule_callbacks(run.id)
+            transaction.on_commit(lambda: metrics.run_ended(mode=run.mode, status=run.status, started_at=None,
+                                                            ended_at=now))
             return run
     if run.status == Run.Status.STARTED:
         Run.objects.filter(id=run_id, status=Run.Status.STARTED).update(cancel_requested=True)

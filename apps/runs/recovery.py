@@ -4,25 +4,30 @@ callback deliveries still owed. Queued again on the executor (apps.runs.dispatch
 (apps.runs.lifecycle) decides whether a `started` run's lease has lapsed.
 
 When: thread executor, on a server process's first request (`install_recovery_on_start`, from
-RunsConfig.ready); Celery, when a worker is ready (config/celery.py); and `manage.py recover_runs`.
+RunsConfig.ready); Celery, when a worker is ready (config/celery.py); `manage.py recover_runs`; and every
+RUNS_RECOVERY_SWEEP_SECONDS by the scheduler (`recover_sweep`, apps.scheduler), for work lost while every
+process kept running (a message the broker never got, a worker that died while its peers lived on).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.signals import request_started
 from django.db import close_old_connections, connection
+from django.db.models import Q
 from django.utils import timezone
+
+from apps.core.processes import is_server_command
 
 from .callbacks import deliver_callback, due_deliveries
 from .dispatch import get_executor, submit
 from .lifecycle import execute_run_job
-from .models import Run
+from .models import CallbackDelivery, Run
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,32 @@ def recover(*, created_before=None, include_started: bool = True) -> dict[str, i
     return {"runs": len(runs), "callbacks": len(deliveries)}
 
 
+def recover_sweep(*, now=None) -> dict[str, int]:
+    """The periodic sweep (a scheduler job): queue again only what is overdue beyond doubt, so that work
+    still queued or executing normally is not queued twice every sweep: runs `created` more than a sweep
+    period ago (and at least a lease), runs `started` whose heartbeat is older than the lease (their
+    process died: the claim takes them over), and callback deliveries due more than a sweep period ago."""
+    now = now or timezone.now()
+    lease = timedelta(seconds=float(settings.RUNS_LEASE_SECONDS))
+    grace = max(lease, timedelta(seconds=float(settings.RUNS_RECOVERY_SWEEP_SECONDS)))
+    lost = Q(status=Run.Status.CREATED, created_at__lt=now - grace)
+    orphaned = Q(status=Run.Status.STARTED) & (Q(heartbeat_at__lt=now - lease) | Q(heartbeat_at__isnull=True))
+    overdue_runs = Run.objects.exclude(mode=Run.Mode.SYNC).filter(lost | orphaned).order_by("created_at")
+    runs = [str(i) for i in overdue_runs.values_list("id", flat=True)]
+    overdue = CallbackDelivery.objects.filter(
+        status__in=[CallbackDelivery.Status.PENDING, CallbackDelivery.Status.RETRYING], run__status__in=Run.TERMINAL,
+    ).filter(Q(next_attempt_at__lt=now - grace) | Q(next_attempt_at__isnull=True, run__ended_at__lt=now - grace))
+    deliveries = [str(i) for i in overdue.values_list("id", flat=True)]
+    for run_id in runs:
+        submit(execute_run_job, run_id)
+    for delivery_id in deliveries:
+        submit(deliver_callback, delivery_id)
+    if runs or deliveries:
+        logger.warning("recovery sweep: %s run(s), %s callback(s) were overdue and are queued again", len(runs),
+                       len(deliveries))
+    return {"runs": len(runs), "callbacks": len(deliveries)}
+
+
 def is_server_process(argv: list[str]) -> bool:
     """Whether this process serves HTTP and should recover runs at start.
 
@@ -63,12 +94,7 @@ def is_server_process(argv: list[str]) -> bool:
     override = settings.RUNS_RECOVER_ON_START
     if override is not None:
         return bool(override)
-    if not argv:
-        return False
-    program = os.path.basename(argv[0])
-    if argv[1:2] == ["runserver"] and program in ("manage.py", "django-admin", "__main__.py"):
-        return True
-    return program == "gunicorn" or argv[0].endswith(os.path.join("gunicorn", "__main__.py"))
+    return is_server_command(argv)
 
 
 def install_recovery_on_start() -> None:

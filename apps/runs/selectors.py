@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from apps.connect.selectors import requirement_statuses
+from apps.connect.selectors import unsatisfied_requirements
 from apps.core.errors import BadRequest
 from apps.core.pagination import apply_sort
 from apps.deployments.models import App
@@ -27,19 +27,18 @@ def runs_for_app(*, app: App, params) -> QuerySet[Run]:
 
 
 def requirements_status(*, app: App, user_id: str) -> dict:
-    """`GET /v1/requirements/status`: which requirements of the App's live version this user has
-    satisfied (linked with an `active` connection). One indexed query, whatever the number of users
-    or links (apps.connect.selectors.requirement_statuses)."""
+    """`GET /v1/requirements/status`: which requirements of the App's live version this user has not
+    satisfied (linked with an `active` connection). One indexed statement, whatever the number of users,
+    links or requirements (apps.connect.selectors.unsatisfied_requirements)."""
     unsatisfied = [
         {
-            "id": str(item.requirement.id),
-            "type": item.requirement.type,
-            "name": item.requirement.name,
-            "form": {"title": item.requirement.title, "description": item.requirement.description},
-            "spec": item.requirement.spec,
-            "workflow_id": str(item.requirement.workflow_id),
+            "id": item.id,
+            "type": item.type,
+            "name": item.name,
+            "form": {"title": item.title, "description": item.description},
+            "spec": item.spec,
+            "workflow_id": item.workflow_id,
         }
-        for item in requirement_statuses(app=app, user_id=user_id)
-        if not item.completed
+        for item in unsatisfied_requirements(app=app, user_id=user_id)
     ]
     return {"status": "incomplete" if unsatisfied else "complete", "unsatisfied": unsatisfied}

@@ -24,9 +24,9 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.core import log_context
+from apps.core import log_context, metrics
 from apps.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NodeFailed, RequirementsUnsatisfied
-from apps.core.rawsql import insert_instances
+from apps.core.rawsql import insert_together, instance_batch
 from apps.deployments.models import App
 from apps.engine import RunResult
 from apps.engine.definition import check_run_input
@@ -106,7 +106,8 @@ def raise_for_rejected(run: Run, result: RunResult) -> None:
 def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | None = None) -> tuple[Run, bool]:
     """Run to completion in this request. Returns (run, replayed): replayed when the Idempotency-Key matched.
 
-    Writes once, at the end: the run, its events and the credential audit row in one transaction.
+    Writes once, at the end: the run, its events and the credential audit row, all or nothing (one
+    statement on PostgreSQL, one transaction elsewhere: apps.core.rawsql.insert_together).
     """
     existing = idempotent_run(app=app, request=request)
     if existing is not None:
@@ -127,11 +128,11 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
         if (result.error or {}).get("code") == "invalid_input":
             raise_for_rejected(run, result)  # a bad request is not a run: nothing is stored (nothing was resolved)
         buffer.emit(f"run.{run.status}", terminal_event_data(run))
+        audit_batch = getattr(resolver, "pending_audit_batch", lambda: [])()
         try:
-            with transaction.atomic():
-                write_audit()
-                insert_instances([run])
-                buffer.flush()
+            # The audit row, the run and its events: all or nothing, in one statement on PostgreSQL.
+            insert_together([*audit_batch, instance_batch([run]), buffer.batch()])
+            run._state.adding = False
             audit_committed = True
         except IntegrityError:
             # Two requests with the same Idempotency-Key raced; the other one's run stands.
@@ -144,6 +145,7 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
             # Credentials may have been resolved (and sent upstream) even if the run was not stored:
             # the audit row is written on its own then.
             write_audit()
+    metrics.run_ended(mode=run.mode, status=run.status, started_at=run.started_at, ended_at=run.ended_at)
     raise_for_rejected(run, result)
     return run, False
 
@@ -169,15 +171,22 @@ def run_accept(*, app: App, request: RunRequest) -> tuple[Run, bool]:
         return existing, True
     check_input(app=app, run_input=request.input)
     run = new_run(app=app, request=request)
+    created = EventBuffer(run)
+    created.emit("run.created", {"mode": run.mode, "run_id": str(run.id)}, timestamp=run.created_at)
+    rows = [instance_batch([run]), created.batch()]
+    queued = run.mode in (Run.Mode.BACKGROUND, Run.Mode.ASYNC)
     try:
-        with transaction.atomic():
-            run.save(force_insert=True)
-            RunEvent.objects.create(run=run, sequence=1, type="run.created",
-                                    data={"mode": run.mode, "run_id": str(run.id)}, timestamp=run.created_at)
-            if request.callbacks:
+        if request.callbacks:
+            with transaction.atomic():
+                insert_together(rows, savepoint=False)
                 deliveries_create(run=run, callbacks=request.callbacks)
-            if run.mode in (Run.Mode.BACKGROUND, Run.Mode.ASYNC):
-                transaction.on_commit(lambda: enqueue_run(run.id))
+                if queued:
+                    transaction.on_commit(lambda: enqueue_run(run.id))
+        else:
+            insert_together(rows)  # the run and its first event, all or nothing (one statement on PostgreSQL)
+            if queued:
+                transaction.on_commit(lambda: enqueue_run(run.id))  # at once, unless the caller holds a transaction
+        run._state.adding = False
     except IntegrityError:
         existing = idempotent_run(app=app, request=request)
         if existing is None:

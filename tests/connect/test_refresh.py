@@ -216,3 +216,22 @@ def test_revoke_upstream_reports_a_refusal_and_a_missing_endpoint(project):
         connection.refresh_from_db()
         assert oauth_flows.revoke_upstream(connection=connection) is None
     assert oauth_flows.revoke_upstream(connection=factories.make_connection(project)) is None
+
+
+@pytest.mark.django_db
+def test_refresh_outcomes_are_counted_in_the_metrics(project):
+    from prometheus_client import REGISTRY
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("rcp_oauth2_refreshes_total", {"outcome": outcome}) or 0.0
+
+    before = {outcome: count(outcome) for outcome in ("success", "failure")}
+    endpoints = [TokenEndpoint(), TokenEndpoint(status=502), TokenEndpoint(error="temporarily_unavailable")]
+    with HttpStub(lambda request: endpoints[0](request)) as stub:
+        connection = _oauth_connection(project, stub.url, expires_in=3000)
+        assert oauth_flows.force_refresh(connection_id=connection.id) is True
+        for _ in range(2):
+            endpoints.pop(0)
+            assert oauth_flows.force_refresh(connection_id=connection.id) is False
+    assert count("success") - before["success"] == 1
+    assert count("failure") - before["failure"] == 2

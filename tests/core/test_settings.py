@@ -141,3 +141,29 @@ def test_env_example_is_a_working_development_environment(tmp_path):
     commented = (BASE_DIR / ".env.example").read_text()
     for name in ("DEBUG=false", "SECRET_KEY=", "FERNET_KEYS=", "CREDENTIALS_API_TOKEN=", "DATABASE_URL=postgres"):
         assert f"# {name}" in commented
+
+
+POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"  # only connected to, never written
+SHOW_DATABASE = (
+    SETUP + "; from django.db import connection as c; from django.conf import settings as s;"
+    " d = s.DATABASES['default']; c.ensure_connection();"
+    " print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'], sorted(d['OPTIONS']), c.pool is not None,"
+    " c.cursor().connection.prepare_threshold)"
+)
+
+
+def _database_settings(**overrides: str) -> str:
+    result = _run([sys.executable, "-c", SHOW_DATABASE], _env(DATABASE_URL=POSTGRES_URL, **overrides))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_postgres_defaults_are_persistent_health_checked_connections_without_pool_or_prepared_statements():
+    assert _database_settings() == "60 True [] False None"
+
+
+def test_postgres_pool_health_checks_and_prepared_statements_are_settings():
+    # DATABASE_POOL: Django's psycopg pool (it requires CONN_MAX_AGE=0), used for the real connection.
+    assert _database_settings(DATABASE_POOL="true", CONN_HEALTH_CHECKS="false") == "0 False ['pool'] True None"
+    assert _database_settings(DATABASE_PREPARE_THRESHOLD="5") == (
+        "60 True ['prepare_threshold', 'server_side_binding'] False 5")

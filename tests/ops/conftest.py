@@ -8,6 +8,7 @@ from django.db import connections
 
 from apps.core import health
 from apps.core.outage import database_outage
+from tests.support.databases import default_database
 
 
 @pytest.fixture(autouse=True)
@@ -31,17 +32,9 @@ def database_unreachable(tmp_path):
     """The default connection pointed at a database that cannot be opened, for the block's duration:
     PostgreSQL on a closed loopback port; SQLite at a path under a missing directory."""
     original_settings = connections.settings["default"]
-    original = connections["default"]
     if original_settings["ENGINE"].endswith("sqlite3"):
-        broken = {**original_settings, "NAME": str(tmp_path / "missing-dir" / "db.sqlite3")}
+        broken = {"NAME": str(tmp_path / "missing-dir" / "db.sqlite3")}
     else:
-        broken = {**original_settings, "HOST": "127.0.0.1", "PORT": str(closed_port())}
-    connections.settings["default"] = broken
-    swapped = connections.create_connection("default")
-    connections["default"] = swapped
-    try:
+        broken = {"HOST": "127.0.0.1", "PORT": str(closed_port())}
+    with default_database(**broken):
         yield
-    finally:
-        swapped.close()
-        connections["default"] = original
-        connections.settings["default"] = original_settings

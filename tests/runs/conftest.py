@@ -16,7 +16,6 @@ import os
 import shutil
 import threading
 import time
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -25,6 +24,7 @@ from django.db import connections
 
 from tests import factories
 from tests.support.admin import operator, operator_client, world  # noqa: F401  (tests/runs/test_admin.py)
+from tests.support.databases import default_database
 
 
 @pytest.fixture
@@ -40,19 +40,8 @@ def simple_app(project, upstream):
     return factories.make_app(project, name="Simple", version=version)
 
 
-@contextmanager
 def _default_database(name: str):
-    original_settings = connections.settings["default"]
-    original = connections["default"]
-    connections.settings["default"] = {**original_settings, "NAME": name}
-    swapped = connections.create_connection("default")
-    connections["default"] = swapped
-    try:
-        yield
-    finally:
-        swapped.close()
-        connections["default"] = original
-        connections.settings["default"] = original_settings
+    return default_database(NAME=name)
 
 
 def _vendor() -> str:

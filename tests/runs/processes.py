@@ -43,11 +43,11 @@ def stop_process_group(process: subprocess.Popen | None, *, sig: int = signal.SI
 
 
 class Gunicorn:
-    """`gunicorn config.wsgi` with ONE sync worker on 127.0.0.1 (a free port gunicorn picks), from the
+    """`gunicorn config.wsgi` with ONE worker (or `workers`) on 127.0.0.1 (a free port gunicorn picks), from the
     project root so gunicorn.conf.py applies. `env` is the whole environment of the process."""
 
-    def __init__(self, env: dict[str, str], log: Path, *, name: str = "gunicorn"):
-        self.env, self.log, self.name = env, log, name
+    def __init__(self, env: dict[str, str], log: Path, *, name: str = "gunicorn", workers: int = 1):
+        self.env, self.log, self.name, self.workers = env, log, name, workers
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
 
@@ -57,7 +57,7 @@ class Gunicorn:
             self.process = subprocess.Popen(
                 # --no-control-socket: gunicorn 27 opens one at a fixed path (~/.gunicorn/gunicorn.ctl) by
                 # default, which two masters (or another suite's) would take from each other.
-                [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:0", "--log-level", "info",
+                [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--bind", "127.0.0.1:0", "--log-level", "info",
                  "--no-control-socket", "config.wsgi:application"],
                 cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
             )

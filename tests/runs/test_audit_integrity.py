@@ -16,7 +16,7 @@ def test_the_audit_row_survives_a_run_that_cannot_be_stored(simple_app, monkeypa
         raise IntegrityError("simulated")
 
     # The run row is written by the run path's raw INSERT (apps.core.rawsql), not Run.save: fail that.
-    monkeypatch.setattr("apps.runs.services.insert_instances", fail)
+    monkeypatch.setattr("apps.runs.services.insert_together", fail)
     with pytest.raises(IntegrityError):
         run_sync(app=simple_app, request=RunRequest(input={"question": "q"}))
     assert len(upstream.requests) == 1  # the credential was used

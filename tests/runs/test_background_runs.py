@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from apps.runs import dispatch, recovery
-from apps.runs.models import Run, RunEvent
+from apps.runs.models import CallbackDelivery, Run, RunEvent
 from apps.runs.requests import RunRequest
 from apps.runs.services import new_run
 from tests.runs.conftest import make_http_app, wait_for
@@ -196,6 +196,38 @@ def test_recovery_picks_up_runs_left_created_or_orphaned_by_a_crash(actors, thre
     assert Run.objects.get(id=live.id).status == "started" and Run.objects.get(id=live.id).attempts == 1
     assert len(upstream.requests) == 4
     dispatch.get_executor().shutdown(wait=False)
+
+
+def test_the_recovery_sweep_queues_only_work_overdue_beyond_doubt(actors, thread_executor, upstream, settings):
+    """The scheduler's periodic sweep (apps.scheduler job `runs.recovery_sweep`) while every process lives: a
+    run left `created` longer than a sweep period (its message was lost) and a run whose heartbeat stopped
+    are queued; a run just created (its message may still be queued) and a live one are left alone, and so
+    is a callback not yet due, while one overdue by more than a sweep period is delivered."""
+    settings.RUNS_LEASE_SECONDS = 30
+    settings.RUNS_RECOVERY_SWEEP_SECONDS = 300
+    app = make_http_app(actors["project"], f"{upstream.url}/sweep")
+    lost = _stranded_run(app, status=Run.Status.CREATED)
+    Run.objects.filter(id=lost.id).update(created_at=timezone.now() - timedelta(minutes=10))
+    fresh = _stranded_run(app, status=Run.Status.CREATED)
+    orphaned = _stranded_run(app, status=Run.Status.STARTED, heartbeat_age=timedelta(minutes=1))
+    live = _stranded_run(app, status=Run.Status.STARTED, heartbeat_age=timedelta(seconds=0))
+    with HttpStub() as hook:
+        ended = _stranded_run(app, status=Run.Status.CREATED)
+        Run.objects.filter(id=ended.id).update(status=Run.Status.COMPLETED, ended_at=timezone.now() - timedelta(hours=1))
+        overdue = CallbackDelivery.objects.create(run=ended, url=f"{hook.url}/overdue", status="retrying", attempts=1,
+                                                  next_attempt_at=timezone.now() - timedelta(minutes=10))
+        CallbackDelivery.objects.create(run=ended, url=f"{hook.url}/later", status="retrying", attempts=1,
+                                        next_attempt_at=timezone.now() + timedelta(minutes=10))
+
+        assert recovery.recover_sweep() == {"runs": 2, "callbacks": 1}
+
+        for run in (lost, orphaned):
+            assert wait_for(lambda run=run: terminal(run.id), message="swept run end").status == "completed"
+        wait_for(lambda: CallbackDelivery.objects.get(id=overdue.id).status == "delivered", message="overdue callback")
+        thread_executor.shutdown(wait=True)
+        assert [r.path for r in hook.requests] == ["/overdue"]
+    assert Run.objects.get(id=fresh.id).status == "created"
+    assert Run.objects.get(id=live.id).status == "started" and Run.objects.get(id=live.id).attempts == 1
 
 
 @pytest.mark.parametrize(

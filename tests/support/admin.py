@@ -20,6 +20,7 @@ from apps.connections.services import connection_create, oauth_provider_create
 from apps.credentials.models import CredentialAccess
 from apps.deployments.services import deploy
 from apps.runs.models import CallbackDelivery, File, Run, RunEvent
+from apps.scheduler.services import job_run_if_due
 from tests import factories
 from tests.factories import CANARIES
 
@@ -124,6 +125,7 @@ def world(project, settings, tmp_path) -> World:
     )
     connect_token, connect_claims = mint_connect_token(app_id=str(app.id), user_id="user-42")
     connect_token_claim_for_page(claims=connect_claims)  # a used connect link (UsedConnectToken)
+    job_run_if_due("retention.connect_tokens")  # a periodic job that ran (ScheduledJob)
     secrets = {**CANARIES, "connect_token": connect_token, "callback_token": CALLBACK_TOKEN, "code_verifier": CODE_VERIFIER, "raw_access_key": raw_key,
                "app_callback_secret": app_secret}
     return World(project=project, provider=provider, connections=connections, workflow=workflow, requirement=requirement,
