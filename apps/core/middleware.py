@@ -53,8 +53,8 @@ class RequestLogContextMiddleware:
     """Every log line of a request carries its `request_id` (SPEC §15), and `app_id` once the App is known.
 
     The ID is the incoming `X-Request-ID` when well-formed (apps.core.log_context), else a new one; the
-    response echoes it. Placed right after ServiceHealthMiddleware: probes get no ID and cost nothing more,
-    every other answer (a 400 for an unknown host, a 413) carries one. `process_view` runs after
+    response echoes it. Placed after ServiceHealthMiddleware and MetricsMiddleware: probes and scrapes get no
+    ID and cost nothing more; every other answer (a 400 for an unknown host, a 413) carries one. `process_view` runs after
     AppHostMiddleware has set `request.app`.
 
     The context is not reset when this middleware returns: Django logs a 5xx response (`django.request`)
@@ -68,7 +68,6 @@ class RequestLogContextMiddleware:
 
     def __call__(self, request):
         request_id = log_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
-        request.request_id = request_id
         log_context.start({"request_id": request_id})
         response = self.get_response(request)
         response["X-Request-ID"] = request_id
