@@ -10,9 +10,19 @@ import os
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import (
+    before_task_publish,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 from django.conf import settings
 from django.utils import timezone
+
+from apps.core import log_context  # standard library only: safe before Django's app registry is ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -21,6 +31,42 @@ logger = logging.getLogger(__name__)
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# A task logs with the log context of the code that queued it (SPEC §15: a background run's lines carry the
+# request_id of the request that accepted it), sent as a message header (log_context.HEADER): a worker of an
+# older release ignores a header it does not know, where an unexpected task argument would fail the task.
+# The runs executor publishes its own messages and adds the header itself (apps.runs.dispatch); this
+# receiver covers what is sent through Celery's `send_task`/`apply_async`.
+
+
+@before_task_publish.connect
+def _send_log_context(headers=None, **kwargs):
+    fields = log_context.current()
+    if fields and headers is not None:
+        headers.setdefault(log_context.HEADER, dict(fields))
+
+
+@task_prerun.connect
+def _start_task_log_context(task=None, **kwargs):
+    fields = getattr(task.request, log_context.HEADER, None) if task is not None else None
+    if not isinstance(fields, dict):
+        fields = {}
+    log_context.start({name: str(fields[name]) for name in log_context.FIELDS if fields.get(name)})
+
+
+@task_postrun.connect
+def _end_task_log_context(**kwargs):
+    log_context.clear()
+
+
+@setup_logging.connect
+def _use_django_logging(**kwargs):
+    """Workers log through settings.LOGGING (JSON lines in production, with the log context and redaction),
+    not Celery's own format: a receiver of this signal makes Celery leave logging alone. Django configured it
+    already (django.setup() in the worker); applying it again here keeps it right whichever runs first."""
+    from django.utils.log import configure_logging
+
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
 
 
 @app.on_after_configure.connect

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.core.log_formats import log_format
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -137,6 +139,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.middleware.ServiceHealthMiddleware",  # /healthz, /readyz on any host, before the HTTPS redirect
     "apps.core.metrics_http.MetricsMiddleware",  # /metrics (platform host or IP literal) and the request counter
+    "apps.core.middleware.RequestLogContextMiddleware",  # request_id (X-Request-ID) and app_id on every log line
     "apps.core.middleware.RequestLimitsMiddleware",
     "apps.deployments.middleware.AppHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -366,16 +369,27 @@ RATE_LIMIT_TRUSTED_PROXIES = env.int("RATE_LIMIT_TRUSTED_PROXIES", default=0)
 # the OAuth callback's `?code=`), so every handler, and the request-line loggers themselves, redact
 # token-like query values. runserver's `django.server` logger has its own handler (Django's default),
 # redefined here to add the filter.
+# Logs (SPEC §15): JSON lines unless DEBUG (LOG_FORMAT=json|text overrides), each carrying request_id,
+# app_id, run_id, user_id where known (apps.core.log_context); both formatters also redact the whole line.
+try:
+    LOG_FORMAT = log_format(env)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_query_secrets": {"()": "apps.core.log_redaction.RedactQuerySecrets"}},
+    "filters": {
+        "redact_query_secrets": {"()": "apps.core.log_redaction.RedactQuerySecrets"},
+        "log_context": {"()": "apps.core.log_context.AddLogContext"},
+    },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "apps.core.log_formats.TextFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "apps.core.log_formats.JsonFormatter"},
         "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_query_secrets"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain",
+                    "filters": ["log_context", "redact_query_secrets"]},
         "django.server": {"class": "logging.StreamHandler", "formatter": "django.server",
                           "filters": ["redact_query_secrets"]},
     },

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.authentication import AccessKeyAuthentication, CanUseApp
+from apps.core import log_context
 from apps.core.errors import BadRequest
 from apps.core.schema import error_responses
 
@@ -61,6 +62,7 @@ class ConnectTokenCreateApi(APIView):
         data = _exact_fields(request.data, {"user_id", "redirect_url"})
         serializer = self.ConnectTokenInputSerializer(data=data)
         serializer.is_valid(raise_exception=True)
+        log_context.bind(user_id=serializer.validated_data["user_id"])
         token, url, expires_at = services.connect_token_create(app=request.app, **serializer.validated_data)
         body = self.ConnectTokenSerializer({"token": token, "url": url, "expires_at": expires_at}).data
         response = Response(body, status=status.HTTP_201_CREATED)

@@ -10,6 +10,7 @@ from rest_framework import authentication, exceptions, permissions
 
 from apps.accounts.authentication import bearer_token
 from apps.accounts.models import ACCESS_KEY_PREFIX
+from apps.core import log_context
 from apps.deployments.selectors import app_by_id
 
 from .selectors import connect_token_used_on_page
@@ -51,6 +52,7 @@ class ConnectTokenAuthentication(authentication.BaseAuthentication):
         app = app_by_id(app_id=claims.app_id)
         if app is None:
             raise exceptions.AuthenticationFailed("This connect token's App no longer exists.")
+        log_context.bind(app_id=app.pk, user_id=claims.user_id)
         return EndUserPrincipal(app=app, claims=claims), claims
 
     def authenticate_header(self, request) -> str:

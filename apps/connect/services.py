@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,8 @@ from apps.workflows.models import Requirement
 from . import tokens
 from .models import EndUserLink, UsedConnectToken
 from .selectors import end_user_link
+
+logger = logging.getLogger(__name__)
 
 
 def redirect_url_allowed(*, app: App, redirect_url: str) -> bool:
@@ -40,6 +43,7 @@ def connect_token_create(*, app: App, user_id: str, redirect_url: str | None = N
                 details={"redirect_url": ["must be an http(s) URL on one of the App's allowed redirect origins"]},
             )
     token, claims = tokens.mint(app_id=str(app.id), user_id=user_id, redirect_url=redirect_url or "")
+    logger.info("connect token minted, valid until %s", claims.expires_at.isoformat())
     return token, tokens.hosted_page_url(token), claims.expires_at
 
 
@@ -94,8 +98,11 @@ def end_user_connection_save(
     for attempt in range(2):
         try:
             with transaction.atomic():
-                return _save_locked(app=app, user_id=user_id, requirement=requirement, ctype=ctype,
+                link = _save_locked(app=app, user_id=user_id, requirement=requirement, ctype=ctype,
                                     config=normalized, actor=actor)
+            logger.info("end-user credentials saved for requirement %s (connection %s)", requirement.name,
+                        link.connection_id)
+            return link
         except IntegrityError:
             if attempt:  # two first links at once: the second one updates the first's connection
                 raise

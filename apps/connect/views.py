@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.connections import oauth_flows, oauth_state
 from apps.connections.models import OAuthProvider
-from apps.core import ratelimit
+from apps.core import log_context, ratelimit
 from apps.core.errors import ApplicationError, RateLimited
 from apps.deployments.selectors import app_by_id
 from apps.engine import connection_types, origins
@@ -110,6 +110,7 @@ def _session_context(request) -> _Context | HttpResponse:
         request.session.pop(SESSION_KEY, None)
         return _error_page(request, title="This application is no longer available",
                            message="The application that sent you here no longer exists.", status=404)
+    log_context.bind(app_id=app.pk, user_id=data["user_id"])
     return _Context(data, app)
 
 
@@ -187,6 +188,7 @@ def _exchange_token(request, token: str) -> HttpResponse:
             message="The link may be incomplete or mistyped. Go back to the application and open it again.",
             status=401,
         )
+    log_context.bind(app_id=claims.app_id, user_id=claims.user_id)
     limited = _rate_limited(request, claims.jti)
     if limited is not None:
         return limited
@@ -216,6 +218,7 @@ def _exchange_token(request, token: str) -> HttpResponse:
     }
     request.session.pop(JUST_COMPLETED_KEY, None)
     request.session.set_expiry(claims.expires_at)
+    logger.info("connect link opened: token exchanged for a page session")
     return redirect(reverse("connect:page"))
 
 

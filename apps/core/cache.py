@@ -53,13 +53,27 @@ def _forget_connections() -> None:
 os.register_at_fork(after_in_child=_forget_connections)
 
 
+_OPEN_SECONDS = 10
+
+
 def _connect(path: str) -> sqlite3.Connection:
+    """Open and set up the cache file. Switching a file to WAL needs it to itself for a moment, and SQLite
+    answers "database is locked" at once, without its busy timeout, when several processes open it for the
+    first time together: set-up is retried until _OPEN_SECONDS have passed."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=10, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(_SCHEMA)
-    return db
+    deadline = time.monotonic() + _OPEN_SECONDS
+    while True:
+        db = sqlite3.connect(path, timeout=_OPEN_SECONDS, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _encode(value):

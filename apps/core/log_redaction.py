@@ -25,6 +25,8 @@ _SECRET_QUERY_VALUE = re.compile(
 
 
 def redact_query_secrets(text: str) -> str:
+    if "=" not in text and "%3" not in text:  # no `name=value`, raw or %-encoded: nothing to redact (most lines)
+        return text
     return _SECRET_QUERY_VALUE.sub(lambda m: m["lead"] + (REDACTED if m["value"] else ""), text)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from . import views
+from . import log_context, views
 from .errors import database_unavailable_response, error_response
 from .outage import is_database_unavailable
 
@@ -47,6 +47,41 @@ class ServiceHealthMiddleware:
         if is_database_unavailable(exception):
             return database_unavailable_response(exception)
         return None
+
+
+class RequestLogContextMiddleware:
+    """Every log line of a request carries its `request_id` (SPEC §15), and `app_id` once the App is known.
+
+    The ID is the incoming `X-Request-ID` when well-formed (apps.core.log_context), else a new one; the
+    response echoes it. Placed after ServiceHealthMiddleware and MetricsMiddleware: probes and scrapes get no
+    ID and cost nothing more; every other answer (a 400 for an unknown host, a 413) carries one. `process_view` runs after
+    AppHostMiddleware has set `request.app`.
+
+    The context is not reset when this middleware returns: Django logs a 5xx response (`django.request`)
+    after the whole middleware chain, and gunicorn writes the access line after that; both belong to the
+    request. It ends with the response (`request_finished`, when the server closes it), and the next request
+    on the thread starts its own anyway.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = log_context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
+        log_context.start({"request_id": request_id})
+        response = self.get_response(request)
+        response["X-Request-ID"] = request_id
+        return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        app = getattr(request, "app", None)
+        if app is not None:
+            log_context.bind(app_id=app.pk)
+
+
+def end_request_log_context(**kwargs) -> None:
+    """`request_finished` receiver (apps.core.apps): the request's log context ends with its response."""
+    log_context.clear()
 
 
 def max_multipart_bytes() -> int:

@@ -9,6 +9,7 @@ ready together.
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import threading
 import time
@@ -100,7 +101,8 @@ class RunScheduler:
                     if pool is None:
                         pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_NODES, thread_name_prefix="engine-node")
                     for node_id in ready:
-                        running[pool.submit(self._run_node, node_id)] = node_id
+                        # In the caller's context (contextvars: the platform's log context names the run).
+                        running[pool.submit(contextvars.copy_context().run, self._run_node, node_id)] = node_id
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in done:
                     self._finish(running.pop(future), future.result)

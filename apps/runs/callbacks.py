@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from apps.core import metrics
+from apps.core import log_context, metrics
 from apps.core.errors import BadRequest
 from apps.core.formats import rfc3339
 from apps.engine import BlockedAddressError, check_url_target
@@ -118,6 +118,8 @@ def deliver(delivery_id) -> float | None:
     The attempt is claimed by bumping `attempts` conditionally, so two workers never send the same attempt.
     """
     delivery = CallbackDelivery.objects.select_related("run__app").filter(id=delivery_id).first()
+    if delivery is not None:
+        log_context.bind(run_id=delivery.run_id, app_id=delivery.run.app_id, user_id=delivery.run.user_id)
     if delivery is None or delivery.status in (CallbackDelivery.Status.DELIVERED, CallbackDelivery.Status.DEAD):
         return None
     if not delivery.run.is_terminal:

@@ -29,6 +29,8 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from kombu.utils.uuid import uuid
 
+from apps.core import log_context
+
 logger = logging.getLogger(__name__)
 
 
@@ -61,16 +63,17 @@ class ThreadExecutor:
 
     def __init__(self, workers: int):
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="runs")
-        self.backlog: queue.SimpleQueue[tuple[Job, str]] = queue.SimpleQueue()
+        self.backlog: queue.SimpleQueue[tuple[Job, str, dict[str, str]]] = queue.SimpleQueue()
 
     def submit(self, job: Job, arg, *, delay: float = 0.0) -> None:
+        # The job logs with the log context of the code that queued it (the request's request_id).
         if delay > 0:
-            timer = threading.Timer(delay, self.submit, args=(job, str(arg)))
+            timer = threading.Timer(delay, log_context.carried(self.submit), args=(job, str(arg)))
             timer.daemon = True
             timer.start()
             return
         # One drain per item: every item put is followed by a drain that finds it, or finds it taken.
-        self.backlog.put((job, str(arg)))
+        self.backlog.put((job, str(arg), log_context.current()))
         try:
             self.pool.submit(self._drain)
         except RuntimeError:  # interpreter shutting down: the work stays persisted and is recovered later
@@ -80,14 +83,15 @@ class ThreadExecutor:
         try:
             while True:
                 try:
-                    job, arg = self.backlog.get_nowait()
+                    job, arg, fields = self.backlog.get_nowait()
                 except queue.Empty:
                     return
                 close_old_connections()  # between jobs as between requests: CONN_MAX_AGE, broken connections
-                try:
-                    job(arg)
-                except Exception:
-                    logger.exception("%s %s: executor job failed", job.name, arg)
+                with log_context.scope(fields):
+                    try:
+                        job(arg)
+                    except Exception:
+                        logger.exception("%s %s: executor job failed", job.name, arg)
         finally:
             connection.close()  # pool threads are long-lived: never keep a connection while idle
 
@@ -119,7 +123,8 @@ class CeleryExecutor:
                 # The anonymous exchange: the routing key is the queue the workers consume.
                 self._producer.publish(
                     message.body, exchange="", routing_key=app.conf.task_default_queue,
-                    serializer=app.conf.task_serializer, headers=message.headers, retry=app.conf.task_publish_retry,
+                    serializer=app.conf.task_serializer, headers=_with_log_context(message.headers),
+                    retry=app.conf.task_publish_retry,
                     retry_policy=app.conf.task_publish_retry_policy, **message.properties,
                 )
             except Exception:
@@ -134,6 +139,12 @@ class CeleryExecutor:
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
             self._close()
+
+
+def _with_log_context(headers: dict) -> dict:
+    """The task runs in the worker with the log context of the code that queued it (config/celery.py)."""
+    fields = log_context.current()
+    return {**headers, log_context.HEADER: dict(fields)} if fields else headers
 
 
 _executor: ThreadExecutor | CeleryExecutor | None = None

@@ -8,13 +8,14 @@ lifecycle (apps.runs.lifecycle, events written as they happen). It writes nothin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
-from apps.core import metrics
+from apps.core import log_context, metrics
 from apps.credentials.resolvers import HttpResolver
 from apps.credentials.services import InProcessResolver
 from apps.engine import RunContext, RunOptions, RunResult, TemplateLimits, execute
@@ -23,6 +24,8 @@ from apps.engine.types import CredentialResolver
 from .files import file_descriptors
 from .http import http_client
 from .models import Run
+
+logger = logging.getLogger(__name__)
 
 
 def make_resolver(*, defer_audit: bool = False) -> CredentialResolver:
@@ -59,6 +62,8 @@ def execute_run(
     is_canceled: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Execute `run` (status `started`) with the engine and copy the masked result onto it (unsaved)."""
+    # Every line from here to the end of the request or job names the run (SPEC §15).
+    log_context.bind(run_id=run.id, app_id=run.app_id, user_id=run.user_id)
     files = file_descriptors(app_id=run.app_id, file_ids=run.file_ids) if run.file_ids else []
     result = execute(
         definition=run.workflow_version.definition,
@@ -91,6 +96,7 @@ def execute_run(
     run.nodes = node_summary(result)
     run.ended_at = timezone.now()
     _count_node_failures(run, result)
+    _log_run_end(run)
     return result
 
 
@@ -103,3 +109,18 @@ def _count_node_failures(run: Run, result: RunResult) -> None:
             if types is None:
                 types = {n.get("id"): n.get("type") for n in run.workflow_version.definition.get("nodes", [])}
             metrics.node_failed(node_type=types.get(node_id), error_type=error_type)
+
+
+def _log_run_end(run: Run) -> None:
+    """One line per executed run: its outcome, never its input, output or error message (they may hold
+    what an end user typed). Not for input the engine refused: that is a 400 (the access log's), and the
+    run is not stored, so its ID would name nothing."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    error_code = (run.error or {}).get("code")
+    if error_code == "invalid_input":
+        return
+    duration_ms = round((run.ended_at - run.started_at).total_seconds() * 1000) if run.started_at else None
+    logger.info("run %s %s in %s ms", run.id, run.status, duration_ms,
+                extra={"status": run.status, "mode": run.mode, "duration_ms": duration_ms,
+                       **({"error_code": error_code} if error_code else {})})

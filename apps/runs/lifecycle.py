@@ -31,7 +31,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core import metrics
+from apps.core import log_context, metrics
 
 from .callbacks import deliver_callback
 from .dispatch import job, submit
@@ -165,6 +165,7 @@ def execute_run_job(run_id: str) -> str:
     """The background job of a run, for every executor (thread pool or Celery task): process it, and if
     another live attempt holds it (BUSY: e.g. a redelivered message while the lease is still fresh), look
     again after the lease."""
+    log_context.bind(run_id=run_id)
     outcome = process_run(run_id)
     if outcome is Outcome.BUSY:
         submit(execute_run_job, run_id, delay=lease_seconds())
@@ -174,6 +175,7 @@ def execute_run_job(run_id: str) -> str:
 def execute_claimed(claim: Claim, *, tee: queue.Queue | None = None) -> Outcome:
     run, attempt = claim.run, claim.attempt
     run_id = str(run.id)
+    log_context.bind(run_id=run_id, app_id=run.app_id, user_id=run.user_id)
     sink = DbEventSink(run, start_sequence=next_sequence(run.id), tee=tee)
     cancel_event = monitor.register(run_id, attempt)
     try:

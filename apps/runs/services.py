@@ -24,7 +24,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.core import metrics
+from apps.core import log_context, metrics
 from apps.core.errors import BadRequest, Conflict, IdempotencyKeyReused, NodeFailed, RequirementsUnsatisfied
 from apps.core.rawsql import insert_together, instance_batch
 from apps.deployments.models import App
@@ -225,7 +225,8 @@ def run_stream_start(*, app: App, request: RunRequest) -> tuple[Run, queue.Queue
     if not isinstance(claim, Claim):
         return run, None
     source: queue.Queue = queue.Queue()
-    threading.Thread(target=_execute_streamed, args=(claim, source), name=f"run-stream-{run.id}", daemon=True).start()
+    threading.Thread(target=log_context.carried(_execute_streamed), args=(claim, source),  # the request's log context
+                     name=f"run-stream-{run.id}", daemon=True).start()
     _raise_if_unsatisfied(run, source)
     return run, source
 

@@ -106,6 +106,7 @@ class Gunicorn:
             "DATABASE_URL": database_url,
             "RUNS_RECOVER_ON_START": "false",
             "PYTHONUNBUFFERED": "1",
+            "LOG_FORMAT": "text",  # the assertions below read text lines; JSON lines are tests/ops/test_logs.py's
         }
         if sqlite:
             self.env["CONN_MAX_AGE"] = "0"
