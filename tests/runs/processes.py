@@ -10,11 +10,14 @@ import http.client
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from cryptography.fernet import Fernet
 
 from tests.runs.conftest import wait_for
 
@@ -111,3 +114,29 @@ class Gunicorn:
     def stop_all(servers: list[Gunicorn]) -> None:
         # SIGQUIT: gunicorn's quick shutdown (a test has nothing in flight to drain).
         stop_process_groups([server.process for server in servers], sig=signal.SIGQUIT)
+
+
+def production_env(settings, database_url: str, *, drop_prefixes: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
+    """The environment of platform processes a test starts with the production settings (config.settings, DEBUG
+    off) on `database_url`. DEBUG off refuses the public development keys, so fresh ones are made and set on
+    this process's `settings` too, before it stores anything the processes decrypt. Variables of this process
+    starting with `drop_prefixes` are left out; `extra` is added last."""
+    settings.SECRET_KEY = secrets.token_urlsafe(50)
+    settings.FERNET_KEYS = [Fernet.generate_key().decode()]
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)},
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DEBUG": "false",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "FERNET_KEYS": ",".join(settings.FERNET_KEYS),
+        "CREDENTIALS_API_TOKEN": secrets.token_urlsafe(32),
+        "ALLOW_PRIVATE_NETWORK_TARGETS": "true",  # upstreams are on loopback
+        "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback, no TLS proxy in front
+        "PLATFORM_URL": settings.PLATFORM_URL,
+        "APPS_DOMAIN": settings.APPS_DOMAIN,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "RUNS_EXECUTOR": "thread",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }

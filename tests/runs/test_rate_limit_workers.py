@@ -6,17 +6,15 @@ reached after exactly `LIMIT` runs in all, not `LIMIT` per worker."""
 
 from __future__ import annotations
 
-import os
 import secrets
 
 import pytest
 import redis
-from cryptography.fernet import Fernet
 from django.conf import settings as django_settings
 
 from apps.deployments.models import App
 from tests import factories
-from tests.runs.processes import Gunicorn
+from tests.runs.processes import Gunicorn, production_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,27 +40,11 @@ def cache_env(request, tmp_path):
 
 @pytest.fixture
 def workers(shared_db, settings, tmp_path, cache_env):
-    settings.SECRET_KEY = secrets.token_urlsafe(50)
-    settings.FERNET_KEYS = [Fernet.generate_key().decode()]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CACHE_", "RATE_LIMIT_"))},
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DEBUG": "false",
-        "DATABASE_URL": shared_db,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "FERNET_KEYS": ",".join(settings.FERNET_KEYS),
-        "CREDENTIALS_API_TOKEN": secrets.token_urlsafe(32),
-        "SECURE_SSL_REDIRECT": "false",
-        "PLATFORM_URL": settings.PLATFORM_URL,
-        "APPS_DOMAIN": settings.APPS_DOMAIN,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "RUNS_EXECUTOR": "thread",
-        "PYTHONUNBUFFERED": "1",
+    env = production_env(
+        settings, shared_db, drop_prefixes=("CACHE_", "RATE_LIMIT_"),
         # A day-long window: none ends during the test.
-        "RATE_LIMIT_RUNS": f"{LIMIT}/day",
-        "RATE_LIMIT_ANONYMOUS": f"{LIMIT}/day",
-        **cache_env,
-    }
+        RATE_LIMIT_RUNS=f"{LIMIT}/day", RATE_LIMIT_ANONYMOUS=f"{LIMIT}/day", **cache_env,
+    )
     servers = [Gunicorn(env, tmp_path / f"gunicorn-{name}.log", name=f"worker {name}") for name in "AB"]
     try:
         for server in servers:

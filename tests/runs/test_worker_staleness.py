@@ -11,13 +11,11 @@ change. No timing: a worker that caches without invalidation fails here however 
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
@@ -29,7 +27,7 @@ from apps.deployments.models import App
 from apps.deployments.services import app_update, deploy, rollback
 from apps.workflows.models import Requirement, Workflow, WorkflowVersion
 from tests import factories
-from tests.runs.processes import Gunicorn
+from tests.runs.processes import Gunicorn, production_env
 from tests.support.admin import changelist_action
 from tests.support.http_stub import HttpStub, RecordedRequest, StubResponse
 
@@ -53,24 +51,7 @@ def workers(shared_db, settings, tmp_path):
     The workers run the production settings (config.settings, DEBUG off): DEBUG off refuses the public
     development keys, so this process takes fresh ones too, before it stores anything the workers decrypt.
     """
-    settings.SECRET_KEY = secrets.token_urlsafe(50)
-    settings.FERNET_KEYS = [Fernet.generate_key().decode()]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DEBUG": "false",
-        "DATABASE_URL": shared_db,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "FERNET_KEYS": ",".join(settings.FERNET_KEYS),
-        "CREDENTIALS_API_TOKEN": secrets.token_urlsafe(32),
-        "ALLOW_PRIVATE_NETWORK_TARGETS": "true",  # the upstream is on loopback
-        "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback, no TLS proxy in front
-        "PLATFORM_URL": settings.PLATFORM_URL,
-        "APPS_DOMAIN": settings.APPS_DOMAIN,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "RUNS_EXECUTOR": "thread",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = production_env(settings, shared_db)
     servers = [Gunicorn(env, tmp_path / f"gunicorn-{name}.log", name=f"worker {name}") for name in "AB"]
     try:
         for server in servers:  # both boot at once
