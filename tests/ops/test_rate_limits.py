@@ -8,12 +8,9 @@ Redis case runs the same limits on Django's RedisCache under a key prefix of its
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from django.test import Client
 from jsonschema import Draft202012Validator
 
@@ -21,11 +18,11 @@ from apps.core.ratelimit import client_ip
 from apps.deployments.models import App
 from tests import factories
 from tests.connect.conftest import bearer, build_connect_setup, connect_token
+from tests.support.redis_keys import REDIS_URL, owned_prefix
 
 pytestmark = pytest.mark.django_db
 
 DAY = 86400
-REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture
@@ -215,17 +212,10 @@ class TestOnRedis:
 
     @pytest.fixture
     def redis_cache(self, settings):
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            client.ping()
-        except redis.ConnectionError:
-            pytest.skip("no Redis on 127.0.0.1:6379")
-        prefix = f"rcp-test-{django_settings.TEST_SESSION}-{secrets.token_hex(4)}"
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                       "LOCATION": REDIS_URL, "KEY_PREFIX": prefix}}
-        yield client, prefix
-        for key in client.scan_iter(match=f"{prefix}:*"):
-            client.delete(key)
+        with owned_prefix() as (client, prefix):
+            settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                           "LOCATION": REDIS_URL, "KEY_PREFIX": prefix}}
+            yield client, prefix
 
     def test_runs_are_limited_and_each_counter_expires_with_its_window(self, client, project, owner_key, org_key,
                                                                        limits, redis_cache):

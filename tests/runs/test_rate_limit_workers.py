@@ -6,20 +6,17 @@ reached after exactly `LIMIT` runs in all, not `LIMIT` per worker."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
-import redis
 from django.conf import settings as django_settings
 
 from apps.deployments.models import App
 from tests import factories
 from tests.runs.processes import Gunicorn, production_env
+from tests.support.redis_keys import REDIS_URL, owned_prefix
 
 pytestmark = pytest.mark.slow
 
 LIMIT = 3
-REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -27,15 +24,8 @@ def cache_env(request, tmp_path):
     if request.param == "sqlite":
         yield {"CACHE_SQLITE_PATH": str(tmp_path / "cache.sqlite3")}
         return
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    prefix = f"rcp-test-{django_settings.TEST_SESSION}-{secrets.token_hex(4)}"
-    yield {"CACHE_URL": REDIS_URL, "CACHE_KEY_PREFIX": prefix}
-    for key in client.scan_iter(match=f"{prefix}:*"):
-        client.delete(key)
+    with owned_prefix() as (_, prefix):
+        yield {"CACHE_URL": REDIS_URL, "CACHE_KEY_PREFIX": prefix}
 
 
 @pytest.fixture
