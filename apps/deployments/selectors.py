@@ -15,19 +15,14 @@ from .models import App, Deployment
 
 
 def _app_queryset() -> QuerySet[App]:
-    # What the App-host path reads (project IDs for key scope, the live version's definition) and no
-    # more: this query runs on every App-host request. `order_by()` drops the model's default ordering.
-    # The callback signing secret is deferred: decrypting it on every request would be wasted work.
+    # The App with its project and live version, for connect's token authentication and pages (the
+    # App-host path reads the same through `app_route`, below). `order_by()` drops the model's default
+    # ordering; the callback signing secret is deferred: decrypting it here would be wasted work.
     return (
         App.objects.select_related("project", "current_deployment__workflow_version")
         .defer("callback_signing_secret")
         .order_by()
     )
-
-
-def app_for_hostname(*, hostname: str) -> App | None:
-    """The App served on `hostname`, with its live deployment and version (one query)."""
-    return _app_queryset().filter(hostname=hostname).first()
 
 
 def app_by_id(*, app_id: str) -> App | None:

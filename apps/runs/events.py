@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from apps.core.rawsql import insert_rows, uuid4_batch
+from apps.core.rawsql import uuid4_batch
 
 from .models import Run, RunEvent
 
@@ -33,7 +33,8 @@ def next_sequence(run_id) -> int:
 
 
 class EventBuffer:
-    """Collects a run's events in memory with their sequence numbers; written in one multi-row INSERT. Rows,
+    """Collects a run's events in memory with their sequence numbers; written with the run by
+    apps.core.rawsql.insert_together (one multi-row INSERT whatever the number of nodes). Rows,
     not model instances: a synchronous run's events are only ever written, and building a RunEvent per
     event cost more than writing them (bench/inprocess.py --profile)."""
 
@@ -52,10 +53,6 @@ class EventBuffer:
         """The events as (model, columns, rows) for apps.core.rawsql.insert_together / insert_rows."""
         ids = uuid4_batch(len(self.events))
         return RunEvent, self.COLUMNS, [(event_id, self.run.id, *event) for event_id, event in zip(ids, self.events, strict=True)]
-
-    def flush(self) -> None:
-        insert_rows(*self.batch())  # one statement whatever the number of nodes
-        self.events = []
 
 
 class DbEventSink:

@@ -180,13 +180,11 @@ def run_accept(*, app: App, request: RunRequest) -> tuple[Run, bool]:
             with transaction.atomic():
                 insert_together(rows, savepoint=False)
                 deliveries_create(run=run, callbacks=request.callbacks)
-                if queued:
-                    transaction.on_commit(lambda: enqueue_run(run.id))
         else:
             insert_together(rows)  # the run and its first event, all or nothing (one statement on PostgreSQL)
-            if queued:
-                transaction.on_commit(lambda: enqueue_run(run.id))  # at once, unless the caller holds a transaction
         run._state.adding = False
+        if queued:
+            transaction.on_commit(lambda: enqueue_run(run.id))  # at once, unless the caller holds a transaction
     except IntegrityError:
         existing = idempotent_run(app=app, request=request)
         if existing is None:

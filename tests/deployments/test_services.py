@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from apps.connect.selectors import requirement_statuses
 from apps.core.errors import BadRequest, Conflict, NotFound
 from apps.deployments.models import App, Deployment
-from apps.deployments.selectors import app_for_hostname, deployment_history
+from apps.deployments.selectors import app_route, deployment_history
 from apps.deployments.services import app_create, app_update, deploy, rollback
 from tests import factories
 from tests.core.rawsql import raw_column
@@ -50,7 +50,7 @@ class TestAppCreate:
         assert app.hostname == f"{app.id}.apps.example.com"
         uuid.UUID(app.hostname.split(".")[0])
         assert app.access_type == App.AccessType.PRIVATE
-        assert app_for_hostname(hostname=app.hostname) == app
+        assert app_route(hostname=app.hostname)[0] == app
 
     def test_hostnames_are_unique(self, project):
         first = app_create(project=project, name="one")
@@ -142,7 +142,7 @@ class TestCustomHostnameRules:
         app_update(app=app, hostname="Assistant.Example.com.")
         app.refresh_from_db()
         assert app.hostname == "assistant.example.com"
-        assert app_for_hostname(hostname="assistant.example.com") == app
+        assert app_route(hostname="assistant.example.com")[0] == app
         app_update(app=app, hostname=own)
         app.refresh_from_db()
         assert app.hostname == own
@@ -184,7 +184,7 @@ class TestDeploy:
         app.refresh_from_db()
         assert app.current_deployment == deployment
         assert deployment.status == Deployment.Status.ACTIVE and deployment.created_by == "user:alice"
-        assert app_for_hostname(hostname=app.hostname).current_deployment.workflow_version == versions[0]
+        assert app_route(hostname=app.hostname)[0].current_deployment.workflow_version == versions[0]
 
     def test_a_new_deploy_supersedes_the_previous_one(self, app, versions):
         first = deploy(app=app, version=versions[0])
