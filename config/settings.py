@@ -111,6 +111,16 @@ RETENTION_MAX_BATCHES = env.int("RETENTION_MAX_BATCHES", default=200)
 RUNS_RECOVERY_SWEEP_SECONDS = env.float("RUNS_RECOVERY_SWEEP_SECONDS", default=300)
 SCHEDULER_THREAD = env.bool("SCHEDULER_THREAD", default=None)
 SCHEDULER_TICK_SECONDS = env.float("SCHEDULER_TICK_SECONDS", default=30)
+# End-user link lifecycle (SPEC §13). OAuth2 tokens are refreshed this long before they expire, and at least
+# every OAUTH_REFRESH_MAX_AGE_SECONDS; the refresh job looks for due connections every OAUTH_REFRESH_EVERY_SECONDS.
+OAUTH_REFRESH_AHEAD_SECONDS = env.float("OAUTH_REFRESH_AHEAD_SECONDS", default=600)
+OAUTH_REFRESH_MAX_AGE_SECONDS = env.float("OAUTH_REFRESH_MAX_AGE_SECONDS", default=24 * 3600)
+OAUTH_REFRESH_EVERY_SECONDS = env.float("OAUTH_REFRESH_EVERY_SECONDS", default=60)
+# Webhooks are delivered like run callbacks (CALLBACK_RETRY_BASE_SECONDS, CALLBACK_MAX_ATTEMPTS); the sweep
+# re-queues deliveries owed after a restart.
+WEBHOOK_RETRY_SWEEP_SECONDS = env.float("WEBHOOK_RETRY_SWEEP_SECONDS", default=60)
+# A connect flow waiting for the App owner's confirmation (connect_verifier_url) is discarded after this.
+CONNECT_VERIFY_TTL_SECONDS = env.float("CONNECT_VERIFY_TTL_SECONDS", default=600)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

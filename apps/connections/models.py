@@ -41,6 +41,12 @@ class Connection(BaseModel):
         INCOMPLETE = "incomplete", "Incomplete (waiting for consent)"
         EXPIRED = "expired", "Expired"
         UNAUTHORIZED = "unauthorized", "Unauthorized"
+        # Completed by an end user, waiting for the App owner's confirmation (SPEC §13 user verification).
+        PENDING_VERIFICATION = "pending_verification", "Pending verification"
+
+    class Health(models.TextChoices):
+        OK = "ok", "OK"
+        DEGRADED = "degraded", "Degraded (transient refresh failures)"
 
     class Owner(models.TextChoices):
         PROJECT = "project", "Project (shared)"
@@ -50,7 +56,18 @@ class Connection(BaseModel):
     name = models.CharField(max_length=200)
     type = models.CharField(max_length=32, choices=connection_types.TYPE_CHOICES)
     config = EncryptedJSONField(default=dict)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.ACTIVE)
+    # SPEC §13 health: `status` says whether the connection may serve runs; `health` whether its upkeep
+    # (refresh) is failing transiently. `status_reason` explains the latest change of either (no secret).
+    health = models.CharField(max_length=16, choices=Health.choices, default=Health.OK)
+    status_reason = models.CharField(max_length=500, blank=True)
+    # Consecutive transient refresh failures (the attempt count of `connection.refresh_failed`).
+    refresh_failures = models.PositiveIntegerField(default=0)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    next_refresh_at = models.DateTimeField(null=True, blank=True)
+    # The upstream account the credentials belong to: {"id", "label"} (SPEC §13 account identity). Not secret.
+    account = models.JSONField(null=True, blank=True)
     # Shared connections: app is null. End-user connections: the App and the caller's opaque user_id.
     app = models.ForeignKey(
         "deployments.App", on_delete=models.CASCADE, null=True, blank=True, related_name="end_user_connections"
@@ -70,7 +87,7 @@ class Connection(BaseModel):
                 fields=["project", "name"], condition=Q(app__isnull=True), name="connection_unique_shared_name"
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["active", "incomplete", "expired", "unauthorized"]),
+                condition=Q(status__in=["active", "incomplete", "expired", "unauthorized", "pending_verification"]),
                 name="connection_status_valid",
             ),
             models.CheckConstraint(
@@ -80,8 +97,14 @@ class Connection(BaseModel):
                 condition=(Q(app__isnull=True) & Q(user_id="")) | (Q(app__isnull=False) & ~Q(user_id="")),
                 name="connection_owner_consistent",
             ),
+            models.CheckConstraint(condition=Q(health__in=["ok", "degraded"]), name="connection_health_valid"),
         ]
-        indexes = [models.Index(fields=["app", "user_id"], name="connection_end_user_idx")]
+        indexes = [
+            models.Index(fields=["app", "user_id"], name="connection_end_user_idx"),
+            # The proactive refresh job's scan: only connections that have a next refresh.
+            models.Index(fields=["next_refresh_at"], condition=Q(next_refresh_at__isnull=False),
+                         name="connection_next_refresh_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.type})"

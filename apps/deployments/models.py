@@ -27,6 +27,14 @@ class App(BaseModel):
     # Public Apps: whether callers without an access key may upload files (SPEC.md section 12). Off by
     # default, as anonymous uploads let anyone fill the App's storage quota.
     allow_anonymous_uploads = models.BooleanField(default=False)
+    # Branding of the hosted connect page (SPEC §13). Not secret; logo_url must be https.
+    display_name = models.CharField(max_length=200, blank=True)
+    logo_url = models.URLField(max_length=500, blank=True)
+    accent_color = models.CharField(max_length=7, blank=True)  # "#rrggbb"
+    support_url = models.URLField(max_length=500, blank=True)
+    # User verification (SPEC §13): when set, a connection completed on the hosted page or through OAuth
+    # stays `pending_verification` until the App owner's backend confirms the flow.
+    connect_verifier_url = models.URLField(max_length=500, blank=True)
     # Kept beside Deployment.status so the App-host hot path loads App + deployment + version in one join;
     # both are written together, only by the deploy service.
     current_deployment = models.ForeignKey(
