@@ -8,12 +8,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# psycopg (pure Python) loads PostgreSQL's client library. Unpinned: Debian's archive keeps only the
-# current security release of a package, so a pinned version would stop the build at the next update.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpq5 \
-    && rm -rf /var/lib/apt/lists/*
+# No system libpq: psycopg-binary (requirements.txt) ships its own.
 
 # A home of its own: gunicorn keeps its control socket under ~/.gunicorn.
 RUN groupadd --gid 10001 app \
