@@ -211,9 +211,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
             "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
         }
-    if env.str("DATABASE_PREPARE_THRESHOLD", default=""):
+    # On by default (threshold 5): the run path's three statements are prepared once per connection, and the
+    # server stops re-planning them (bench/pg_server_time.py). Empty turns it off (a PgBouncer older than 1.21
+    # in transaction mode cannot keep prepared statements).
+    _prepare_threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
+    if _prepare_threshold:
         _pg_options["server_side_binding"] = True
-        _pg_options["prepare_threshold"] = env.int("DATABASE_PREPARE_THRESHOLD")
+        _pg_options["prepare_threshold"] = int(_prepare_threshold)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

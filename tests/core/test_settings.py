@@ -158,12 +158,15 @@ def _database_settings(**overrides: str) -> str:
     return result.stdout.strip()
 
 
-def test_postgres_defaults_are_persistent_health_checked_connections_without_pool_or_prepared_statements():
-    assert _database_settings() == "60 True [] False None"
+def test_postgres_defaults_are_persistent_health_checked_connections_with_prepared_statements_and_no_pool():
+    assert _database_settings() == "60 True ['prepare_threshold', 'server_side_binding'] False 5"
 
 
 def test_postgres_pool_health_checks_and_prepared_statements_are_settings():
     # DATABASE_POOL: Django's psycopg pool (it requires CONN_MAX_AGE=0), used for the real connection.
-    assert _database_settings(DATABASE_POOL="true", CONN_HEALTH_CHECKS="false") == "0 False ['pool'] True None"
-    assert _database_settings(DATABASE_PREPARE_THRESHOLD="5") == (
-        "60 True ['prepare_threshold', 'server_side_binding'] False 5")
+    assert _database_settings(DATABASE_POOL="true", CONN_HEALTH_CHECKS="false") == (
+        "0 False ['pool', 'prepare_threshold', 'server_side_binding'] True 5")
+    assert _database_settings(DATABASE_PREPARE_THRESHOLD="20") == (
+        "60 True ['prepare_threshold', 'server_side_binding'] False 20")
+    # Empty: Django's client-side binding, which never prepares (a PgBouncer before 1.21 in transaction mode).
+    assert _database_settings(DATABASE_PREPARE_THRESHOLD="") == "60 True [] False None"

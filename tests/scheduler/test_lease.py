@@ -71,10 +71,12 @@ from apps.scheduler.registry import PeriodicJob
 from apps.scheduler.services import job_run_if_due
 job = PeriodicJob("test.record", "tests.scheduler.jobs.record", "RETENTION_EVERY_SECONDS")
 t0 = datetime.fromisoformat(os.environ["T0"])
-open(os.path.join(os.environ["READY"], str(os.getpid())), "w").close()
-while not os.path.exists(os.environ["GO"]):
-    time.sleep(0.01)
 for k in range(int(os.environ["PERIODS"])):
+    # Period k starts for all three at once, once all three are done with period k - 1: otherwise a racer
+    # still busy with period 0 would meet a job another one already ran for period 2, and skip period 1.
+    open(os.path.join(os.environ["READY"], f"{k}-{os.getpid()}"), "w").close()
+    while not os.path.exists(os.environ["GO"] + str(k)):
+        time.sleep(0.01)
     print(job_run_if_due(job, now=t0 + k * job.every)[0], flush=True)
 """
 
@@ -88,9 +90,10 @@ def test_a_job_runs_once_per_period_across_racing_processes(shared_db, tmp_path)
            "T0": timezone.now().isoformat(), "PERIODS": str(PERIODS), "READY": str(ready)}
     racers = [subprocess.Popen([sys.executable, "-c", RACER], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    wait_for(lambda: len(list(ready.iterdir())) == 3 or any(r.poll() is not None for r in racers), timeout=120,
-             message="the racers to start")
-    go.touch()  # released together once all are set up: each claims period 0, 1, 2 in turn
+    for k in range(PERIODS):  # each period released to the three together: each claims period 0, 1, 2 in turn
+        wait_for(lambda k=k: len(list(ready.glob(f"{k}-*"))) == 3 or any(r.poll() is not None for r in racers),
+                 timeout=120, message=f"the racers to reach period {k}")
+        go.with_name(go.name + str(k)).touch()
     outputs = [racer.communicate(timeout=120) for racer in racers]
     assert all(racer.returncode == 0 for racer in racers), [err for _, err in outputs]
     ran = [line for out, _ in outputs for line in out.split()]
