@@ -35,6 +35,8 @@ class App(BaseModel):
     # User verification (SPEC §13): when set, a connection completed on the hosted page or through OAuth
     # stays `pending_verification` until the App owner's backend confirms the flow.
     connect_verifier_url = models.URLField(max_length=500, blank=True)
+    # SPEC §14: the App is also an MCP server at /mcp on its host (opt-in).
+    mcp_enabled = models.BooleanField(default=False)
     # Kept beside Deployment.status so the App-host hot path loads App + deployment + version in one join;
     # both are written together, only by the deploy service.
     current_deployment = models.ForeignKey(
