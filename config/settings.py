@@ -73,6 +73,11 @@ RUNS_RECOVER_ON_START = env.bool("RUNS_RECOVER_ON_START", default=None)
 CONNECT_TOKEN_TTL_SECONDS = env.int("CONNECT_TOKEN_TTL_SECONDS", default=30 * 60)
 if not 0 < CONNECT_TOKEN_TTL_SECONDS <= 24 * 3600:
     raise ImproperlyConfigured("CONNECT_TOKEN_TTL_SECONDS must be between 1 and 86400 (24 hours)")
+# MCP session tokens (SPEC §14): default lifetime of POST /v1/mcp/sessions; a caller may ask for less, never
+# more than an hour.
+MCP_SESSION_TTL_SECONDS = env.int("MCP_SESSION_TTL_SECONDS", default=3600)
+if not 0 < MCP_SESSION_TTL_SECONDS <= 3600:
+    raise ImproperlyConfigured("MCP_SESSION_TTL_SECONDS must be between 1 and 3600 (1 hour)")
 # Refused internal-API calls are counted and logged, one line per reason per this many seconds at most.
 INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS = env.float("INTERNAL_API_REFUSAL_LOG_INTERVAL_SECONDS", default=60.0)
 # Database outage (SPEC §15): requests answer 503 with this Retry-After; one warning line per incident,
@@ -142,6 +147,7 @@ INSTALLED_APPS = [
     "apps.credentials",
     "apps.runs",
     "apps.demo",  # `manage.py demo` only: no models
+    "apps.mcp",  # SPEC §14: Apps as MCP servers (/mcp on the App host, POST /v1/mcp/sessions); no models
     "apps.scheduler",  # periodic jobs: the lease table, beat's schedule, the embedded thread, `manage.py purge`
     *env.list("EXTRA_INSTALLED_APPS", default=[]),
 ]
@@ -374,6 +380,8 @@ RATE_LIMITS = {
     "connect": _rate("RATE_LIMIT_CONNECT", "30/minute"),  # per connect token: API writes, hosted page and its forms
     "connect_tokens": _rate("RATE_LIMIT_CONNECT_TOKENS", "300/minute"),  # per access key: POST /v1/connect/tokens
     "management_writes": _rate("RATE_LIMIT_MANAGEMENT_WRITES", "120/minute"),  # per access key: POST/PUT/PATCH/DELETE
+    "mcp": _rate("RATE_LIMIT_MCP", "600/minute"),  # per MCP session token or access key: POST /mcp (SPEC §14)
+    "mcp_sessions": _rate("RATE_LIMIT_MCP_SESSIONS", "300/minute"),  # per access key: POST /v1/mcp/sessions
 }
 # Client IP for the anonymous limit: REMOTE_ADDR, unless N proxies in front append to X-Forwarded-For (then
 # the Nth entry from the right). 0 (the default) never reads the header: a client can write anything there.

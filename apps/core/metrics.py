@@ -50,6 +50,10 @@ DELIVERIES = Counter(
     "rcp_deliveries", "Delivery attempts of run callbacks (kind `callback`), by outcome (delivered, retrying, dead).",
     ["kind", "outcome"],
 )
+MCP_TOOL_CALLS = Counter(
+    "rcp_mcp_tool_calls", "MCP tools/call answers, by outcome (completed, failed, invalid_input, unsatisfied, "
+    "not_deployed, error). Their runs count in rcp_runs as mode `sync`.", ["outcome"],
+)
 
 UNMATCHED_ROUTE = "(unmatched)"
 _TYPE_WORD = re.compile(r"[a-z][a-z0-9_.]{0,63}")
@@ -99,6 +103,10 @@ def oauth2_refresh(*, success: bool) -> None:
 
 def delivery(*, kind: str, outcome: str) -> None:
     _child(DELIVERIES, kind, outcome).inc()
+
+
+def mcp_tool_call(*, outcome: str) -> None:
+    _child(MCP_TOOL_CALLS, _word(outcome)).inc()
 
 
 def exposition() -> tuple[bytes, str]:

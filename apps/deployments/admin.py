@@ -62,7 +62,8 @@ class AppForm(forms.ModelForm):
 
     class Meta:
         model = App
-        fields = ("project", "name", "hostname", "access_type", "allowed_redirect_origins", "allow_anonymous_uploads")
+        fields = ("project", "name", "hostname", "access_type", "allowed_redirect_origins", "allow_anonymous_uploads",
+                  "mcp_enabled")
         help_texts = {"hostname": f"Optional custom hostname; default <app-id>.{settings.APPS_DOMAIN}. Fixed after creation."}
 
     def __init__(self, *args, **kwargs):
@@ -135,7 +136,7 @@ class DeployForm(forms.Form):
 class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     form = AppForm
     list_display = ("name", "hostname", "access_type", "project", "live_version", "updated_at")
-    list_filter = ("access_type", "project")
+    list_filter = ("access_type", "mcp_enabled", "project")
     search_fields = ("name", "hostname")
     list_select_related = ("project__organization", "current_deployment__workflow_version__workflow")
     autocomplete_fields = ("project",)
@@ -148,10 +149,10 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return ((None, {"fields": ("project", "name", "hostname", "access_type", "allowed_redirect_origins",
-                                       "allow_anonymous_uploads")}),)
+                                       "allow_anonymous_uploads", "mcp_enabled")}),)
         return (
             (None, {"fields": ("name", "project", "hostname", "access_type", "allowed_redirect_origins",
-                               "allow_anonymous_uploads")}),
+                               "allow_anonymous_uploads", "mcp_enabled")}),
             ("Serving", {"fields": ("endpoints", "live_version", "deploy_link", "rollback_link",
                                     "callback_secret_state")}),
             ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
@@ -195,12 +196,13 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         if change:
             app_update(app=obj, name=data["name"], access_type=data["access_type"],
                        allowed_redirect_origins=data.get("allowed_redirect_origins") or [],
-                       allow_anonymous_uploads=data.get("allow_anonymous_uploads", False))
+                       allow_anonymous_uploads=data.get("allow_anonymous_uploads", False),
+                       mcp_enabled=data.get("mcp_enabled", False))
             return
         created = app_create(
             project=data["project"], name=data["name"], access_type=data["access_type"],
             allowed_redirect_origins=data.get("allowed_redirect_origins") or [], hostname=data.get("hostname") or None,
-            allow_anonymous_uploads=data.get("allow_anonymous_uploads", False),
+            allow_anonymous_uploads=data.get("allow_anonymous_uploads", False), mcp_enabled=data.get("mcp_enabled", False),
         )
         obj.pk, obj.hostname, obj._state.adding, obj._state.db = created.pk, created.hostname, False, created._state.db
         request._created_app_secret = created.callback_signing_secret

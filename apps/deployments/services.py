@@ -111,6 +111,7 @@ def app_create(
     allowed_redirect_origins: list[str] | None = None,
     hostname: str | None = None,
     allow_anonymous_uploads: bool = False,
+    mcp_enabled: bool = False,
 ) -> App:
     """Create an App on `<uuid>.<APPS_DOMAIN>` (or a custom hostname) with a fresh callback signing secret."""
     name = (name or "").strip()
@@ -131,6 +132,7 @@ def app_create(
                 allowed_redirect_origins=normalize_origins(allowed_redirect_origins),
                 callback_signing_secret=new_callback_signing_secret(),
                 allow_anonymous_uploads=bool(allow_anonymous_uploads),
+                mcp_enabled=bool(mcp_enabled),
             )
     except IntegrityError as exc:
         raise Conflict("An App with this name or hostname already exists.") from exc
@@ -138,7 +140,7 @@ def app_create(
 
 def app_update(*, app: App, name: str | None = None, access_type: str | None = None,
                allowed_redirect_origins: list[str] | None = None, hostname: str | None = None,
-               allow_anonymous_uploads: bool | None = None, actor=None) -> App:
+               allow_anonymous_uploads: bool | None = None, mcp_enabled: bool | None = None, actor=None) -> App:
     """Update an App. Who may change `hostname` (an organization-wide key) is the caller's check."""
     fields = []
     previous_hostname = app.hostname
@@ -151,6 +153,9 @@ def app_update(*, app: App, name: str | None = None, access_type: str | None = N
     if allow_anonymous_uploads is not None:
         app.allow_anonymous_uploads = bool(allow_anonymous_uploads)
         fields.append("allow_anonymous_uploads")
+    if mcp_enabled is not None:
+        app.mcp_enabled = bool(mcp_enabled)
+        fields.append("mcp_enabled")
     if name is not None:
         if not name.strip():
             raise BadRequest("Invalid App.", details={"name": ["may not be blank"]})

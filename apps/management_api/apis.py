@@ -410,7 +410,7 @@ class AppListApi(ManagementAPIView):
         app = deployment_services.app_create(
             project=project, name=data["name"], access_type=data["access_type"],
             allowed_redirect_origins=data["allowed_redirect_origins"], hostname=data.get("hostname"),
-            allow_anonymous_uploads=data["allow_anonymous_uploads"],
+            allow_anonymous_uploads=data["allow_anonymous_uploads"], mcp_enabled=data["mcp_enabled"],
         )
         return _data(s.AppCreatedSerializer, app, 201)
 

@@ -248,6 +248,7 @@ class WorkflowVersionCreateSerializer(StrictInputSerializer):
 
 
 ANONYMOUS_UPLOADS_HELP = "Public Apps: whether callers without an access key may upload files (default false)."
+MCP_ENABLED_HELP = "Whether the App is also an MCP server at /mcp on its host (default false; SPEC §14)."
 
 
 @with_examples(ex.APP)
@@ -259,6 +260,7 @@ class AppSerializer(serializers.Serializer):
     project_id = serializers.UUIDField()
     allowed_redirect_origins = serializers.ListField(child=serializers.CharField())
     allow_anonymous_uploads = serializers.BooleanField()
+    mcp_enabled = serializers.BooleanField()
     current_deployment_id = serializers.UUIDField(allow_null=True)
     workflow_version_id = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -291,6 +293,7 @@ class AppCreateSerializer(StrictInputSerializer):
     )
     project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
     allow_anonymous_uploads = serializers.BooleanField(required=False, default=False, help_text=ANONYMOUS_UPLOADS_HELP)
+    mcp_enabled = serializers.BooleanField(required=False, default=False, help_text=MCP_ENABLED_HELP)
 
 
 @with_examples(ex.APP_UPDATE)
@@ -301,6 +304,7 @@ class AppUpdateSerializer(StrictInputSerializer):
         help_text="A new custom hostname (or the App's own `<app-id>.<APPS_DOMAIN>`). Needs an organization-wide key.",
     )
     allow_anonymous_uploads = serializers.BooleanField(required=False, help_text=ANONYMOUS_UPLOADS_HELP)
+    mcp_enabled = serializers.BooleanField(required=False, help_text=MCP_ENABLED_HELP)
     access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False)
     allowed_redirect_origins = serializers.ListField(
         child=serializers.CharField(max_length=500), required=False, max_length=50

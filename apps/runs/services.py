@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -103,11 +104,14 @@ def raise_for_rejected(run: Run, result: RunResult) -> None:
         raise NodeFailed(result.error["message"], details={**result.error["details"], "run_id": str(run.id)})
 
 
-def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | None = None) -> tuple[Run, bool]:
+def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | None = None,
+             observe: Callable[[str, dict[str, Any]], None] | None = None) -> tuple[Run, bool]:
     """Run to completion in this request. Returns (run, replayed): replayed when the Idempotency-Key matched.
 
     Writes once, at the end: the run, its events and the credential audit row, all or nothing (one
     statement on PostgreSQL, one transaction elsewhere: apps.core.rawsql.insert_together).
+    `observe(type, data)` sees each event as the engine emits it (already masked): the MCP endpoint turns
+    them into progress notifications while the run is still going.
     """
     existing = idempotent_run(app=app, request=request)
     if existing is not None:
@@ -124,7 +128,8 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
         buffer = EventBuffer(run)
         buffer.emit("run.created", {"mode": run.mode})
         buffer.emit("run.started", {})
-        result = execute_run(run=run, emit=buffer.emit, resolver=resolver)
+        emit = buffer.emit if observe is None else _teed(buffer.emit, observe)
+        result = execute_run(run=run, emit=emit, resolver=resolver)
         if (result.error or {}).get("code") == "invalid_input":
             raise_for_rejected(run, result)  # a bad request is not a run: nothing is stored (nothing was resolved)
         buffer.emit(f"run.{run.status}", terminal_event_data(run))
@@ -148,6 +153,15 @@ def run_sync(*, app: App, request: RunRequest, resolver: CredentialResolver | No
     metrics.run_ended(mode=run.mode, status=run.status, started_at=run.started_at, ended_at=run.ended_at)
     raise_for_rejected(run, result)
     return run, False
+
+
+def _teed(emit: Callable[[str, dict[str, Any]], None],
+          observe: Callable[[str, dict[str, Any]], None]) -> Callable[[str, dict[str, Any]], None]:
+    def both(type: str, data: dict[str, Any]) -> None:
+        emit(type, data)
+        observe(type, data)
+
+    return both
 
 
 def check_input(*, app: App, run_input: dict[str, Any]) -> None:
