@@ -26,7 +26,7 @@ from apps.core.schema import error_responses
 
 from . import protocol as rpc
 from . import services
-from .authentication import CanUseMcp, McpAuthentication, end_user_of
+from .authentication import WWW_AUTHENTICATE, CanUseMcp, McpAuthentication, end_user_of
 from .tools import tool_for
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,12 @@ class McpApi(APIView):
         if not getattr(request.app, "mcp_enabled", False):
             raise NotFound("This App is not an MCP server.")  # before authentication: nothing to learn here
         super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if response.status_code == 401:  # the error envelope's default names the access-key realm
+            response["WWW-Authenticate"] = WWW_AUTHENTICATE
+        return response
 
     @extend_schema(
         tags=[TAG], operation_id="mcp_post", summary="MCP Streamable HTTP endpoint (JSON-RPC)",
