@@ -187,8 +187,12 @@ class McpApi(APIView):
 
     @staticmethod
     def _not_allowed() -> HttpResponse:
-        response = HttpResponse(status=405)
-        response["Allow"] = "POST"
+        return HttpResponse(status=405)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code == 405:
+            response["Allow"] = "POST"  # DRF lists the view's handlers; GET and DELETE are answered only to refuse
         return response
 
     # --- JSON-RPC methods
@@ -214,7 +218,7 @@ class McpApi(APIView):
             tool = tool_for(app)
             return _rpc_json(rpc.result_body(method, session.version, request_id, {"tools": [tool] if tool else []}))
         if method == "tools/call":
-            return self.tools_call(request, session, request_id, parsed, wants_json=wants_json, wants_sse=wants_sse)
+            return self.tools_call(request, session, request_id, parsed, params, wants_json=wants_json, wants_sse=wants_sse)
         raise rpc.RpcError(rpc.METHOD_NOT_FOUND, f"Method not found: {method}")
 
     def initialize(self, app, request_id, params):
@@ -233,7 +237,7 @@ class McpApi(APIView):
         }
         return _rpc_json(rpc.result_body("initialize", version, request_id, result), session=session.header())
 
-    def tools_call(self, request, session: rpc.Session, request_id, parsed, *, wants_json: bool, wants_sse: bool):
+    def tools_call(self, request, session: rpc.Session, request_id, parsed, params, *, wants_json: bool, wants_sse: bool):
         assert isinstance(parsed, CallToolRequest)
         app = request.app
         tool = tool_for(app)
@@ -241,8 +245,11 @@ class McpApi(APIView):
             raise rpc.RpcError(rpc.INVALID_PARAMS, f"Unknown tool: {parsed.params.name}")
         arguments = dict(parsed.params.arguments or {})
         user_id = end_user_of(request)
-        meta = parsed.params.meta
-        progress_token = getattr(meta, "progress_token", None) if meta is not None else None
+        # The raw `_meta.progressToken` (the parsed model keeps it as a dict, keyed by its Python name).
+        meta = (params or {}).get("_meta") if isinstance(params, dict) else None
+        progress_token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if isinstance(progress_token, bool) or not isinstance(progress_token, (str, int)):
+            progress_token = None
         call = _ToolCall(app=app, user_id=user_id, arguments=arguments, version=session.version, request_id=request_id,
                          elicit=session.url_elicitation and wants_sse)
         if progress_token is not None and wants_sse:

@@ -5,6 +5,7 @@ drive the official `mcp` SDK client against it."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,17 +93,24 @@ def mint(world: McpWorld, user_id: str, *, app=None, key: str | None = None, **e
     return response.json()
 
 
-async def _with_client(url: str, token: str | None, body, **client_kwargs):
+async def _with_client(url: str, token: str | None, body, *, seen: list | None = None, **client_kwargs):
+    import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
 
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    async with create_mcp_http_client(headers=headers) as http:
+    async def record(response):
+        if seen is not None:
+            seen.append((response.request.method, response.status_code, response.headers.get("WWW-Authenticate")))
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120), trust_env=False,
+                                  event_hooks={"response": [record]}) as http:
         async with Client(streamable_http_client(url, http_client=http), **client_kwargs) as client:
             return await body(client)
 
 
-def with_client(url: str, token: str | None, body, **client_kwargs):
-    """Run `await body(client)` with an SDK client connected (initialize done) to `url`."""
-    return asyncio.run(_with_client(url, token, body, **client_kwargs))
+def with_client(url: str, token: str | None, body, **client_kwargs):  # seen=[]: (method, status, WWW-Authenticate)
+    """Run `await body(client)` with an SDK client connected (initialize done) to `url`. In a thread of its own,
+    so it works beside Playwright's sync API (which keeps an event loop in the test's thread)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _with_client(url, token, body, **client_kwargs)).result()
