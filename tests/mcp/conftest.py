@@ -18,6 +18,7 @@ from tests.support.http_stub import HttpStub, RecordedRequest, StubResponse
 ACCOUNTS = {
     f"Bearer {factories.CANARIES['user42_api_key']}": "acct-42",
     f"Bearer {factories.CANARIES['user43_api_key']}": "acct-43",
+    f"Bearer {factories.CANARIES['header_secret']}": "acct-44",  # user-44 links it on the hosted page (a tracked canary)
 }
 
 
