@@ -60,9 +60,7 @@ class McpWorld:
         return f"{self.base}/apps/{(app or self.app).id}/mcp"
 
 
-@pytest.fixture
-def world(actors, live_url, upstream, settings):  # noqa: F811 (fixtures imported above)
-    settings.PLATFORM_URL = live_url
+def build_world(actors, upstream, base: str) -> McpWorld:
     project = actors["project"]
     workflow = factories.make_workflow(project, "accounts")
     workflow.description = "Look up the caller's account."
@@ -82,7 +80,13 @@ def world(actors, live_url, upstream, settings):  # noqa: F811 (fixtures importe
     ]})
     public_app = factories.make_app(project, name="Echo", version=public_version, access_type="public", mcp_enabled=True)
     return McpWorld(app=app, other_app=other_app, public_app=public_app, requirement=requirement,
-                    key=actors["owner_key"], outsider_key=actors["outsider_key"], base=live_url)
+                    key=actors["owner_key"], outsider_key=actors["outsider_key"], base=base)
+
+
+@pytest.fixture
+def world(actors, live_url, upstream, settings):  # noqa: F811 (fixtures imported above)
+    settings.PLATFORM_URL = live_url
+    return build_world(actors, upstream, live_url)
 
 
 def mint(world: McpWorld, user_id: str, *, app=None, key: str | None = None, **extra) -> dict:
