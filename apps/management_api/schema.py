@@ -65,6 +65,19 @@ class StreamTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
+class McpSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "apps.mcp.authentication.McpAuthentication"  # a string: the top apps do not import each other
+    name = "mcpSession"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An MCP session token (`mcp_...`, one App and one end user, at most 1 h) from POST "
+                           "/v1/mcp/sessions, or an access key. Accepted only by /mcp.",
+        }
+
+
 def _strict_request_components() -> set[str]:
     found, pending = set(), [StrictInputSerializer, ClosedRequestSerializer]
     while pending:

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import connection
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from mcp_types import CallToolRequest, InitializeRequest
 from rest_framework import serializers, status
@@ -33,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 SERVER_NAME = "runtime-connection-platform"
 SERVER_VERSION = "1"
-TAG = "mcp"
+# "app host" puts both operations with the App-host API (its servers, and the App-host schema fuzzing); "mcp"
+# groups them in the docs.
+TAGS = ["app host", "mcp"]
 
 
 class McpSessionCreateApi(APIView):
@@ -53,7 +56,7 @@ class McpSessionCreateApi(APIView):
         expires_at = serializers.DateTimeField()
 
     @extend_schema(
-        tags=[TAG], operation_id="mcp_sessions_create", summary="Mint an MCP session token for an end user",
+        tags=TAGS, operation_id="mcp_sessions_create", summary="Mint an MCP session token for an end user",
         description="A bearer token for the App's MCP endpoint, scoped to this App and this end user (at most one "
                     "hour; `ttl_seconds` asks for less than the default). The agent holding it can call the App's "
                     "tool as that user, and nothing else: not the runs API, not the connect API.",
@@ -79,9 +82,11 @@ _JSONRPC_MESSAGE = inline_serializer("McpJsonRpcMessage", {
     "method": serializers.CharField(help_text="initialize, ping, tools/list, tools/call, notifications/initialized"),
     "params": serializers.DictField(required=False),
 })
+# A JSON-RPC answer; before the App is known to serve MCP (no App, `mcp_enabled` off) a 404 is the API's error
+# envelope `{"error": {...}}`, which this shape also admits.
 _JSONRPC_ANSWER = inline_serializer("McpJsonRpcAnswer", {
-    "jsonrpc": serializers.ChoiceField(choices=["2.0"]),
-    "id": serializers.JSONField(allow_null=True),
+    "jsonrpc": serializers.ChoiceField(choices=["2.0"], required=False),
+    "id": serializers.JSONField(allow_null=True, required=False),
     "result": serializers.DictField(required=False),
     "error": serializers.DictField(required=False),
 })
@@ -102,6 +107,10 @@ def _rpc_json(body: dict[str, Any], *, http_status: int = 200, session: str | No
     if session:
         response[rpc.SESSION_HEADER] = session
     return response
+
+
+def _accepted() -> HttpResponse:
+    return HttpResponse(status=202, content_type="text/plain")
 
 
 def _sse(frames) -> StreamingHttpResponse:
@@ -132,7 +141,7 @@ class McpApi(APIView):
         return response
 
     @extend_schema(
-        tags=[TAG], operation_id="mcp_post", summary="MCP Streamable HTTP endpoint (JSON-RPC)",
+        tags=TAGS, operation_id="mcp_post", summary="MCP Streamable HTTP endpoint (JSON-RPC)",
         description="One JSON-RPC 2.0 message per POST: `initialize` (answered with an `Mcp-Session-Id` header to "
                     "send back), `ping`, `tools/list`, `tools/call`; notifications and responses are accepted with "
                     "202. Answers are `application/json`, or `text/event-stream` when a `tools/call` asked for "
@@ -142,11 +151,13 @@ class McpApi(APIView):
                     "public App. Only when the App has `mcp_enabled`.",
         request=_JSONRPC_MESSAGE,
         responses={(200, "application/json"): _JSONRPC_ANSWER,
-                   (200, "text/event-stream"): OpenApiResponse(description="JSON-RPC messages as SSE `message` events"),
-                   (202, "application/json"): OpenApiResponse(description="A notification or response, accepted"),
+                   (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=(
+                       "JSON-RPC messages as SSE `message` events: `notifications/progress`, an `elicitation/create` "
+                       "request (URL mode), then the answer")),
+                   (202, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="A notification or response, accepted (no body)"),
                    (400, "application/json"): _JSONRPC_ANSWER, (404, "application/json"): _JSONRPC_ANSWER,
-                   (406, "application/json"): _JSONRPC_ANSWER,
-                   **error_responses(401, 403, 413, 415)},
+                   (406, "application/json"): _JSONRPC_ANSWER, (415, "application/json"): _JSONRPC_ANSWER,
+                   **error_responses(401, 403, 413)},
     )
     def post(self, request):
         wants_json, wants_sse = _accepts(request)
@@ -165,11 +176,11 @@ class McpApi(APIView):
                              http_status=400)
         if "method" not in message:
             if "id" in message and ("result" in message or "error" in message):
-                return HttpResponse(status=202)  # a client's answer (to an elicitation): nothing waits for it here
+                return _accepted()  # a client's answer (to an elicitation): nothing waits for it here
             return _rpc_json(rpc.RpcError(rpc.INVALID_REQUEST, "Not a JSON-RPC request.").body(None), http_status=400)
         request_id = message.get("id")
         if "id" not in message:
-            return HttpResponse(status=202)  # notifications (initialized, cancelled, ...): nothing to act on
+            return _accepted()  # notifications (initialized, cancelled, ...): nothing to act on
         if (not isinstance(request_id, (str, int)) or isinstance(request_id, bool)
                 or not isinstance(message.get("method"), str)):
             return _rpc_json(rpc.RpcError(rpc.INVALID_REQUEST, "Invalid JSON-RPC request.").body(None), http_status=400)

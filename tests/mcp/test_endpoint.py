@@ -310,3 +310,32 @@ def test_it_is_rate_limited_per_session_token(api_client, app, settings):
     assert refused.status_code == 429
     assert int(refused["Retry-After"]) >= 1
     assert other_session.status_code == 200  # another token counts on its own
+
+
+def test_a_call_logs_with_the_request_run_and_user(api_client, app, caplog):
+    import logging
+
+    from apps.core.log_context import AddLogContext
+
+    caplog.handler.addFilter(AddLogContext())
+    token = mcp_token(app, "user-42")
+    session = session_of(api_client, app, token=token)
+
+    with caplog.at_level(logging.INFO, logger="apps.mcp"):
+        response = call(api_client, app, {"question": "hi"}, token=token, session=session, name=TOOL)
+
+    [record] = [r for r in caplog.records if r.getMessage() == "MCP tools/call ended: completed"]
+    assert record.request_id == response["X-Request-ID"]
+    assert (record.run_id, record.user_id, record.app_id) == (str(Run.objects.get().id), "user-42", str(app.id))
+
+
+def test_a_call_is_counted(api_client, app):
+    from apps.core import metrics
+
+    token = mcp_token(app, "user-42")
+    session = session_of(api_client, app, token=token)
+    before = metrics.MCP_TOOL_CALLS.labels("completed")._value.get()
+
+    call(api_client, app, {"question": "hi"}, token=token, session=session, name=TOOL)
+
+    assert metrics.MCP_TOOL_CALLS.labels("completed")._value.get() == before + 1

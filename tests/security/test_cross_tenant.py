@@ -175,3 +175,66 @@ def test_another_projects_key_cannot_upload_to_app_a(api_client, teammate_key, o
 
     assert response.status_code == 403, response.content
     assert list(File.objects.values_list("name", flat=True)) == ["secret.txt"]
+
+
+# ---------------------------------------------------------------------------------------------------- MCP
+
+
+def _mcp_enable(*apps):
+    for app in apps:
+        app.mcp_enabled = True
+        app.save(update_fields=["mcp_enabled"])
+
+
+def _mcp_initialize(api_client, app, token, *, where: str):
+    from tests.mcp.support import initialize
+
+    return initialize(api_client, app, token=token, host=where == "host")
+
+
+@pytest.mark.parametrize("where", ["host", "path"])
+def test_an_mcp_token_of_app_a_is_refused_by_app_b(api_client, tenants, where):
+    from tests.mcp.support import mcp_token
+
+    a, b = tenants
+    _mcp_enable(a.app, b.app)
+
+    response = _mcp_initialize(api_client, b.app, mcp_token(a.app, ALICE), where=where)
+
+    assert response.status_code == 401, response.content
+    assert not Run.objects.exists()
+    _b_untouched(b)
+
+
+@pytest.mark.parametrize("key_of", ["teammate", "outsider"])
+@pytest.mark.parametrize("where", ["host", "path"])
+def test_another_projects_key_cannot_use_app_as_mcp_or_mint_its_sessions(api_client, tenants, teammate_key, outsider_key,
+                                                                        key_of, where):
+    a, _ = tenants
+    _mcp_enable(a.app)
+    key = teammate_key if key_of == "teammate" else outsider_key
+    kwargs = {"HTTP_HOST": a.app.hostname} if where == "host" else {}
+    path = "/v1/mcp/sessions" if where == "host" else f"/apps/{a.app.id}/v1/mcp/sessions"
+
+    minted = api_client.post(path, {"user_id": ALICE}, format="json", HTTP_AUTHORIZATION=f"Bearer {key}", **kwargs)
+    used = _mcp_initialize(api_client, a.app, key, where=where)
+
+    assert (minted.status_code, used.status_code) == (403, 403), (minted.content, used.content)
+    assert "token" not in minted.json()
+
+
+def test_an_mcp_session_of_app_a_cannot_call_app_bs_tool(api_client, tenants):
+    from tests.mcp.support import call, mcp_token, session_of
+
+    a, b = tenants
+    _mcp_enable(a.app, b.app)
+    token = mcp_token(a.app, ALICE)
+    session = session_of(api_client, a.app, token=token)
+
+    on_b = call(api_client, b.app, {"question": "q"}, token=token, session=session, name="support-bot")
+    on_a = call(api_client, a.app, {"question": "q"}, token=token, session=session, name="support-bot")
+
+    assert on_b.status_code == 401  # A's token means nothing on B
+    assert on_a.json()["error"]["code"] == -32602  # and B's tool is not A's
+    assert not Run.objects.exists()
+    _b_untouched(b)
