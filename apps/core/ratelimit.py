@@ -14,7 +14,7 @@ LocMemCache (one process). A request over the limit is refused with `429 rate_li
 seconds until the window ends). Each identity's windows start at an offset of their own, so the callers
 refused in one minute do not all come back in the same second.
 
-MCP sessions (SPEC §14, not built yet) plug in the same way: the session's authentication object gets
+MCP sessions (SPEC §14, apps.mcp) plug in the same way: the session's authentication object has
 `rate_limit_identity = "mcp:<session id>"`, the MCP views declare `rate_limits = {"POST": "mcp"}`, and
 settings.RATE_LIMITS an `mcp` entry (RATE_LIMIT_MCP).
 

@@ -154,7 +154,8 @@ class McpApi(APIView):
                    (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=(
                        "JSON-RPC messages as SSE `message` events: `notifications/progress`, an `elicitation/create` "
                        "request (URL mode), then the answer")),
-                   (202, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="A notification or response, accepted (no body)"),
+                   (202, "text/plain"): OpenApiResponse(OpenApiTypes.STR,
+                                                        description="A notification or response, accepted (no body)"),
                    (400, "application/json"): _JSONRPC_ANSWER, (404, "application/json"): _JSONRPC_ANSWER,
                    (406, "application/json"): _JSONRPC_ANSWER, (415, "application/json"): _JSONRPC_ANSWER,
                    **error_responses(401, 403, 413)},

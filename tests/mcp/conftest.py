@@ -60,7 +60,7 @@ class McpWorld:
         return f"{self.base}/apps/{(app or self.app).id}/mcp"
 
 
-def build_world(actors, upstream, base: str) -> McpWorld:
+def build_world(actors, upstream, base: str) -> McpWorld:  # noqa: F811 (the fixture's value, passed on)
     project = actors["project"]
     workflow = factories.make_workflow(project, "accounts")
     workflow.description = "Look up the caller's account."
