@@ -130,9 +130,9 @@ class McpApi(APIView):
     rate_limits = {"POST": "mcp"}  # per MCP session token or access key; anonymous per client IP
 
     def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # who calls first: a stranger learns nothing of the App
         if not getattr(request.app, "mcp_enabled", False):
-            raise NotFound("This App is not an MCP server.")  # before authentication: nothing to learn here
-        super().initial(request, *args, **kwargs)
+            raise NotFound("This App is not an MCP server.")
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
@@ -150,6 +150,14 @@ class McpApi(APIView):
                     "Authorization: an MCP session token (POST /v1/mcp/sessions), an access key, or none on a "
                     "public App. Only when the App has `mcp_enabled`.",
         request=_JSONRPC_MESSAGE,
+        examples=[
+            OpenApiExample("initialize", request_only=True, value={
+                "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "agent", "version": "1"}}}),
+            OpenApiExample("tools/call", request_only=True, value={
+                "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "invoice-bot", "arguments": {"question": "What do I owe?"}}}),
+        ],
         responses={(200, "application/json"): _JSONRPC_ANSWER,
                    (200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=(
                        "JSON-RPC messages as SSE `message` events: `notifications/progress`, an `elicitation/create` "
