@@ -153,7 +153,8 @@ class McpApi(APIView):
         examples=[
             OpenApiExample("initialize", request_only=True, value={
                 "jsonrpc": "2.0", "id": 1, "method": "initialize",
-                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "agent", "version": "1"}}}),
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                           "clientInfo": {"name": "agent", "version": "1"}}}),
             OpenApiExample("tools/call", request_only=True, value={
                 "jsonrpc": "2.0", "id": 2, "method": "tools/call",
                 "params": {"name": "invoice-bot", "arguments": {"question": "What do I owe?"}}}),
