@@ -88,11 +88,11 @@ class WebhookTestApi(ManagementAPIView):
         description="Sends a `webhook.test` event to this webhook (whatever it subscribes to), signed and retried "
                     "like any other. The answer is the queued delivery; 409 `webhook_disabled` for a disabled webhook.",
         request=None,
-        responses={202: s.envelope(s.WebhookDeliverySerializer), **_errors(409)},
+        responses={201: s.envelope(s.WebhookDeliverySerializer), **_errors(409)},
     )
     def post(self, request, webhook_id):
         delivery = webhook_services.webhook_send_test(endpoint=_webhook(self.key, webhook_id))
-        return _data(s.WebhookDeliverySerializer, delivery, 202)
+        return _data(s.WebhookDeliverySerializer, delivery, 201)
 
 
 class WebhookRotateSecretApi(ManagementAPIView):
@@ -131,9 +131,9 @@ class WebhookRedeliverApi(ManagementAPIView):
                     "same body) to the same webhook, whatever the first one's status; the first keeps its history. "
                     "409 `webhook_disabled` for a disabled webhook.",
         request=None,
-        responses={202: s.envelope(s.WebhookDeliverySerializer), **_errors(409)},
+        responses={201: s.envelope(s.WebhookDeliverySerializer), **_errors(409)},
     )
     def post(self, request, delivery_id):
         delivery = _get(webhook_selectors.deliveries_in(projects=projects_for_key(key=self.key)), delivery_id,
                         "webhook delivery")
-        return _data(s.WebhookDeliverySerializer, webhook_services.webhook_redeliver(delivery=delivery), 202)
+        return _data(s.WebhookDeliverySerializer, webhook_services.webhook_redeliver(delivery=delivery), 201)

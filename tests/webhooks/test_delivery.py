@@ -74,7 +74,7 @@ def test_redeliver_sends_the_same_event_again(api_client, world, thread_executor
 
         response = api_client.post(f"/v1/webhook_deliveries/{first.id}/redeliver", **_owner(key))
 
-        assert response.status_code == 202, response.content
+        assert response.status_code == 201, response.content
         again = response.json()["data"]
         assert (again["event_id"], again["redelivery_of"], again["status"]) == (first.event_id, str(first.id), "pending")
         wait_for(lambda: WebhookDelivery.objects.filter(status="delivered").count() == 2, timeout=20,
@@ -91,7 +91,7 @@ def test_the_test_event_reaches_the_receiver_signed(api_client, world, thread_ex
 
         response = api_client.post(f"/v1/webhooks/{endpoint.id}/test", **_owner(key))
 
-        assert response.status_code == 202, response.content
+        assert response.status_code == 201, response.content
         wait_for(lambda: verifier.verified, timeout=20, message="test event")
     [event] = verifier.verified
     assert event["type"] == "webhook.test" and event["data"]["webhook_id"] == str(endpoint.id)
