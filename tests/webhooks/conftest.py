@@ -11,6 +11,9 @@ from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from apps.webhooks.services import webhook_create
 from tests.connect.conftest import bearer, build_connect_setup, connect_token  # noqa: F401  (re-exported)
 
+# Committed database shared with executor threads, and the thread executor (tests/runs/conftest.py).
+from tests.runs.conftest import _sqlite_template, shared_db, thread_executor  # noqa: F401  (fixtures)
+
 ALICE = "alice"
 ALICE_KEY = "canary-webhook-alice-key-5d2e9f"
 

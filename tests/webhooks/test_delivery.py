@@ -15,7 +15,7 @@ from apps.connect.services import link_revoke
 from apps.webhooks.jobs import retry_sweep
 from apps.webhooks.models import WebhookDelivery
 from tests import factories
-from tests.runs.conftest import _sqlite_template, shared_db, thread_executor, wait_for  # noqa: F401  (fixtures)
+from tests.runs.conftest import wait_for
 from tests.runs.test_callbacks import FlakyReceiver
 from tests.support.http_stub import HttpStub, StubResponse
 from tests.support.webhooks import VerifyingReceiver, verify
@@ -23,7 +23,7 @@ from tests.webhooks.conftest import ALICE, ALICE_KEY, build_connect_setup, link_
 
 
 @pytest.fixture
-def world(shared_db):  # noqa: F811
+def world(shared_db):
     project = factories.make_project("Acme", "Billing")
     return project, build_connect_setup(project), factories.make_key(project, name="owner")
 

@@ -8,7 +8,6 @@ import pytest
 from apps.webhooks.models import WebhookDelivery
 from tests.connect.provider_flow import consent
 from tests.connect.test_oauth_flow import _authorize_via_api, flow, platform, provider_base  # noqa: F401  (fixtures)
-from tests.runs.conftest import thread_executor  # noqa: F401  (fixture)
 from tests.webhooks.conftest import make_webhook, types
 
 pytestmark = pytest.mark.django_db(transaction=True)
