@@ -168,7 +168,7 @@ WEBHOOK_DELIVERY = response_example("A delivered event", {
         "app_id": APP_ID, "user_id": "user-42",
         "requirement": {"id": REQUIREMENT_ID, "name": "billing", "title": "Billing account"},
         "connection_id": END_USER_CONNECTION_ID, "status": "expired", "status_reason": "invalid_grant",
-        "account": {"id": "1234", "label": "ada@example.com"},
+        "account": {"id": "1234", "label": "ada@example.com"}, "cause": "connection.expired",
         "connect_url": "https://platform.example.com/connect?token=eyJ...",
     }},
 })

@@ -61,7 +61,10 @@ def on_connection_event(sender=None, *, event_type: str, connection_id: Any, dat
     for event in events:
         matching = [e for e in endpoints if e.wants(event_type=event, app_id=app_id)]
         if matching:
-            payload = event_payload(event_type=event, connection=connection, link=link, extra=data or {})
+            extra = dict(data or {})
+            if event == signals.REQUIREMENT_UNSATISFIED:
+                extra = {**extra, "cause": event_type}  # which change made the link stop counting
+            payload = event_payload(event_type=event, connection=connection, link=link, extra=extra)
             deliveries_create(endpoints=matching, payload=payload)
 
 

@@ -54,7 +54,7 @@ def test_unlinking_sends_link_deleted_and_requirement_unsatisfied(api_client, se
     deleted, unsatisfied = payloads(hook)[1:]
     assert deleted["type"] == "link.deleted" and deleted["data"]["connection_id"] == connection_id
     assert "connect_url" not in deleted["data"]
-    assert unsatisfied["type"] == "requirement.unsatisfied"
+    assert unsatisfied["type"] == "requirement.unsatisfied" and unsatisfied["data"]["cause"] == "link.deleted"
     assert unsatisfied["data"]["requirement"]["id"] == str(setup.billing.id)
     assert unsatisfied["data"]["connect_url"].startswith("http") and "/connect?token=" in unsatisfied["data"]["connect_url"]
     assert deleted["id"] != unsatisfied["id"]
