@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.webhooks.models import WebhookDelivery
-from tests.support.admin import operator, operator_client, changelist_action, world  # noqa: F401  (fixtures)
+from tests.support.admin import changelist_action, operator, operator_client, world  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db
 
