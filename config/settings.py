@@ -141,6 +141,7 @@ INSTALLED_APPS = [
     "apps.connect",
     "apps.credentials",
     "apps.runs",
+    "apps.webhooks",  # connection webhooks (SPEC §13): endpoints, deliveries, the lifecycle-event receiver
     "apps.demo",  # `manage.py demo` only: no models
     "apps.scheduler",  # periodic jobs: the lease table, beat's schedule, the embedded thread, `manage.py purge`
     *env.list("EXTRA_INSTALLED_APPS", default=[]),

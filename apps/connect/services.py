@@ -7,7 +7,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.connections import oauth_flows, oauth_state
+from apps.connections import oauth_flows, oauth_state, signals
 from apps.connections.models import Connection, OAuthProvider, OAuthState
 from apps.connections.services import connection_write_config
 from apps.core.errors import BadRequest, Conflict, NotFound
@@ -126,7 +126,10 @@ def _save_locked(*, app: App, user_id: str, requirement: Requirement, ctype: str
         ),
         config=config, actor=actor,
     )
-    return EndUserLink.objects.create(app=app, user_id=user_id, requirement=requirement, connection=connection)
+    link = EndUserLink.objects.create(app=app, user_id=user_id, requirement=requirement, connection=connection)
+    if connection.status == Connection.Status.ACTIVE:  # a link awaiting verification is announced when confirmed
+        signals.emit(signals.LINK_CREATED, connection_id=connection.pk)
+    return link
 
 
 def end_user_authorize(
@@ -227,9 +230,14 @@ def oauth_authorization_complete(*, state: str, code: str, browser_binding: str 
     record = oauth_state.state_consume(state=state, browser_binding=browser_binding)
     token = oauth_flows.authorization_code_exchange(record=record, code=code)
     with transaction.atomic():
+        # Locked before the tokens are stored: only the flow that turns an incomplete connection active announces it.
+        before = Connection.objects.select_for_update().filter(pk=record.connection_id).values_list("status", flat=True)
+        was_incomplete = list(before) == [Connection.Status.INCOMPLETE]
         connection = oauth_flows.authorized_tokens_store(record=record, token=token)
         if record.app_id and record.requirement_id:
             _end_user_link_point(record=record, connection=connection)
+            if was_incomplete and connection.status == Connection.Status.ACTIVE:
+                signals.emit(signals.LINK_CREATED, connection_id=connection.pk)
     record.connection = connection
     return record
 
@@ -256,8 +264,11 @@ def link_revoke(*, link: EndUserLink) -> dict:
     connection = link.connection
     revoked = oauth_flows.revoke_upstream(connection=connection) if connection.type == "oauth2" else None
     with transaction.atomic():
-        # Deleting the connection deletes the link with it (EndUserLink.connection cascades).
-        Connection.objects.filter(pk=connection.pk).delete()
+        # Deleting the connection deletes the link with it (EndUserLink.connection cascades). The row lock makes a
+        # concurrent unlink wait, then find nothing: `link.deleted` is sent once, before the rows go.
+        if Connection.objects.select_for_update().filter(pk=connection.pk).values_list("pk", flat=True):
+            signals.emit(signals.LINK_DELETED, connection_id=connection.pk)
+            Connection.objects.filter(pk=connection.pk).delete()
     return {"message": "unlinked", "revoked_upstream": revoked}
 
 

@@ -139,3 +139,36 @@ CONNECTION_REFERENCED = response_example("Still referenced", {"error": {
 LINK_NOT_FOUND = response_example("No such link", {"error": {
     "code": "not_found", "message": "Not found.", "details": {},
 }}, status_codes=[404])
+
+# Webhooks (SPEC §13)
+
+WEBHOOK_ID = "c5d6e7f8-091a-4b2c-9d3e-4f5a6b7c8dfc"
+DELIVERY_ID = "d6e7f809-1a2b-4c3d-8e4f-5a6b7c8d9e0d"
+EVENT_ID = "evt_5f0c2a9e7b3d4c1e8a6f2b9d0c7e3a15"
+
+WEBHOOK = response_example("A webhook for two event types of one App", {
+    "id": WEBHOOK_ID, "project_id": PROJECT_ID, "url": "https://hooks.example.com/platform",
+    "events": ["link.created", "requirement.unsatisfied"], "app_ids": [APP_ID],
+    "description": "Invoice bot: tell our backend when a user must reconnect", "enabled": True,
+    "created_at": CREATED, "updated_at": UPDATED,
+})
+WEBHOOK_CREATED = response_example("Created: the signing secret, shown this once", {
+    **WEBHOOK.value, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+})
+WEBHOOK_CREATE = request_example("Subscribe to two event types of one App", {
+    "url": "https://hooks.example.com/platform", "events": ["link.created", "requirement.unsatisfied"],
+    "app_ids": [APP_ID], "description": "Invoice bot: tell our backend when a user must reconnect",
+})
+WEBHOOK_UPDATE = request_example("Subscribe to every event type", {"events": ["*"]})
+WEBHOOK_DELIVERY = response_example("A delivered event", {
+    "id": DELIVERY_ID, "webhook_id": WEBHOOK_ID, "event_id": EVENT_ID, "event_type": "requirement.unsatisfied",
+    "status": "delivered", "attempts": 2, "last_status_code": 200, "last_error": "", "next_attempt_at": None,
+    "delivered_at": UPDATED, "redelivery_of": None, "created_at": CREATED,
+    "payload": {"type": "requirement.unsatisfied", "id": EVENT_ID, "timestamp": CREATED, "data": {
+        "app_id": APP_ID, "user_id": "user-42",
+        "requirement": {"id": REQUIREMENT_ID, "name": "billing", "title": "Billing account"},
+        "connection_id": END_USER_CONNECTION_ID, "status": "expired", "status_reason": "invalid_grant",
+        "account": {"id": "1234", "label": "ada@example.com"}, "cause": "connection.expired",
+        "connect_url": "https://platform.example.com/connect?token=eyJ...",
+    }},
+})

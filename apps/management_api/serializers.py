@@ -8,6 +8,7 @@ Input serializers refuse unknown fields, so a typo (or `name` in a connection PA
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from drf_spectacular.utils import extend_schema_field
@@ -342,3 +343,75 @@ class LinkSerializer(serializers.Serializer):
     status = serializers.ChoiceField(source="connection.status", choices=Connection.Status.choices)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+# Webhooks (SPEC §13)
+
+
+@with_examples(ex.WEBHOOK)
+class WebhookSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    project_id = serializers.UUIDField()
+    url = serializers.URLField()
+    events = serializers.ListField(child=serializers.CharField())
+    app_ids = serializers.ListField(child=serializers.UUIDField(), help_text="Empty: every App and shared connections.")
+    description = serializers.CharField(allow_blank=True)
+    enabled = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+@with_examples(ex.WEBHOOK_CREATED)
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(
+        help_text="Signs deliveries (Standard Webhooks `whsec_...`). Shown in this answer only: store it now."
+    )
+
+
+WEBHOOK_EVENTS_HELP = (
+    "Event types to receive: link.created, link.reconnected, link.deleted, connection.refresh_failed, "
+    "connection.expired, connection.unauthorized, connection.recovered, requirement.unsatisfied; or [\"*\"] for all."
+)
+
+
+@with_examples(ex.WEBHOOK_CREATE)
+class WebhookCreateSerializer(StrictInputSerializer):
+    url = serializers.URLField(max_length=2000, help_text="HTTPS, resolving to a public address.")
+    events = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=20,
+                                   help_text=WEBHOOK_EVENTS_HELP)
+    app_ids = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=100,
+                                    help_text="Only these Apps of the project (default: all, and shared connections).")
+    description = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+    enabled = serializers.BooleanField(required=False, default=True)
+    project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
+
+
+@with_examples(ex.WEBHOOK_UPDATE)
+class WebhookUpdateSerializer(StrictInputSerializer):
+    url = serializers.URLField(max_length=2000, required=False)
+    events = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=20,
+                                   required=False, help_text=WEBHOOK_EVENTS_HELP)
+    app_ids = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False)
+
+
+@with_examples(ex.WEBHOOK_DELIVERY)
+class WebhookDeliverySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    webhook_id = serializers.UUIDField(source="endpoint_id")
+    event_id = serializers.CharField(help_text="Sent as `webhook-id`: the same on every retry and redelivery.")
+    event_type = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "retrying", "delivered", "dead"])
+    attempts = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    redelivery_of = serializers.UUIDField(source="redelivery_of_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    payload = serializers.SerializerMethodField(help_text="The event exactly as sent (never a secret).")
+
+    @extend_schema_field(serializers.DictField())
+    def get_payload(self, delivery) -> dict:
+        return json.loads(delivery.body)

@@ -10,6 +10,7 @@ from apps.connections.models import Connection, OAuthState
 from apps.connections.services import connection_create, oauth_provider_create
 from apps.core.fields import ENCRYPTED_FIELDS
 from apps.runs.models import CallbackDelivery, Run
+from apps.webhooks.services import webhook_create
 from tests import factories
 from tests.support.admin import operator, operator_client, world  # noqa: F401  (for test_admin.py)
 
@@ -24,6 +25,7 @@ EXPECTED_ENCRYPTED_FIELDS = {
     "connections.OAuthState.code_verifier",
     "deployments.App.callback_signing_secret",
     "runs.CallbackDelivery.auth",
+    "webhooks.WebhookEndpoint.secret",
 }
 
 
@@ -96,7 +98,9 @@ def stored_secrets(project, canaries) -> StoredSecrets:
         run=run, url="https://hooks.example.com/runs", auth={"type": "bearer", "token": c["access_token"]}
     )
     app.refresh_from_db()
-    secrets = {**c, "code_verifier": CODE_VERIFIER, "callback_signing_secret": app.callback_signing_secret}
+    webhook = webhook_create(project=project, url="http://127.0.0.1:9/hooks", events=["*"])
+    secrets = {**c, "code_verifier": CODE_VERIFIER, "callback_signing_secret": app.callback_signing_secret,
+               "webhook_secret": webhook.secret}
     return StoredSecrets(
         secrets=secrets,
         objects={"api": api, "pg": pg, "llm": llm, "http": http, "provider": provider, "crm": crm, "app": app},
