@@ -172,7 +172,8 @@ class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         if obj is None:
             return ("type_label",)
         return ("name", "type_label", "status_badge", "project", "owner_display", "app", "user_id", "provider",
-                "token_state", "expires_at", *HEALTH_FIELDS, "referrers", "id", "created_by", "created_at", "updated_by", "updated_at")
+                "token_state", "expires_at", *HEALTH_FIELDS, "referrers", "id", "created_by", "created_at", "updated_by",
+                "updated_at")
 
     def save_model(self, request, obj, form, change):
         if change:
