@@ -116,6 +116,10 @@ SCHEDULER_TICK_SECONDS = env.float("SCHEDULER_TICK_SECONDS", default=30)
 OAUTH_REFRESH_AHEAD_SECONDS = env.float("OAUTH_REFRESH_AHEAD_SECONDS", default=600)
 OAUTH_REFRESH_MAX_AGE_SECONDS = env.float("OAUTH_REFRESH_MAX_AGE_SECONDS", default=24 * 3600)
 OAUTH_REFRESH_EVERY_SECONDS = env.float("OAUTH_REFRESH_EVERY_SECONDS", default=60)
+# After a transient refresh failure (network, timeout, 5xx, 429) the next attempt waits this long, doubling per
+# consecutive failure up to the cap (runs keep the stored token meanwhile).
+OAUTH_REFRESH_RETRY_BASE_SECONDS = env.float("OAUTH_REFRESH_RETRY_BASE_SECONDS", default=60)
+OAUTH_REFRESH_RETRY_MAX_SECONDS = env.float("OAUTH_REFRESH_RETRY_MAX_SECONDS", default=3600)
 # Webhooks are delivered like run callbacks (CALLBACK_RETRY_BASE_SECONDS, CALLBACK_MAX_ATTEMPTS); the sweep
 # re-queues deliveries owed after a restart.
 WEBHOOK_RETRY_SWEEP_SECONDS = env.float("WEBHOOK_RETRY_SWEEP_SECONDS", default=60)

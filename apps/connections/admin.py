@@ -88,6 +88,10 @@ class OwnerFilter(admin.SimpleListFilter):
         return queryset
 
 
+# SPEC §13 health and refresh schedule: written by the refresh, shown read-only.
+HEALTH_FIELDS = ("health", "status_reason", "refresh_failures", "last_verified_at", "last_refreshed_at", "next_refresh_at")
+
+
 @admin.register(Connection)
 class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     """Per-type forms from the registry; writes go through the services so history is recorded.
@@ -96,7 +100,7 @@ class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     """
 
     list_display = ("name", "type", "status_badge", "owner_display", "project", "app", "user_id", "updated_at")
-    list_filter = ("type", "status", OwnerFilter, "project")
+    list_filter = ("type", "status", "health", OwnerFilter, "project")
     search_fields = ("name", "user_id")
     list_select_related = ("project__organization", "app")
     autocomplete_fields = ("project", "provider")
@@ -158,6 +162,7 @@ class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         ]
         if obj.type == "oauth2":
             fieldsets.append(("OAuth2", {"fields": ("provider", "token_state", "expires_at")}))
+        fieldsets.append(("Health", {"fields": HEALTH_FIELDS}))
         fieldsets.append(("Used by", {"fields": ("referrers",)}))
         fieldsets.append(("Record", {"fields": ("id", "created_by", "created_at", "updated_by", "updated_at"),
                                      "classes": ("collapse",)}))
@@ -167,7 +172,8 @@ class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         if obj is None:
             return ("type_label",)
         return ("name", "type_label", "status_badge", "project", "owner_display", "app", "user_id", "provider",
-                "token_state", "expires_at", "referrers", "id", "created_by", "created_at", "updated_by", "updated_at")
+                "token_state", "expires_at", *HEALTH_FIELDS, "referrers", "id", "created_by", "created_at", "updated_by",
+                "updated_at")
 
     def save_model(self, request, obj, form, change):
         if change:

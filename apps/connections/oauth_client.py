@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.oauth2.rfc6749 import OAuth2Token
 
@@ -56,6 +57,13 @@ def redirect_uri() -> str:
 class _OAuthClient(NoCookiesMixin, OAuth2Client):
     """authlib's client without a cookie jar: a provider's Set-Cookie is never sent back (SPEC 12)."""
 
+    last_status: int | None = None
+
+    def parse_response_token(self, resp):
+        # authlib raises OAuthError from the body alone; the HTTP status tells a refused client (401) apart.
+        self.last_status = resp.status_code
+        return super().parse_response_token(resp)
+
 
 def client(provider: OAuthProvider) -> OAuth2Client:
     # client_secret_post: accepted by the common providers (and RFC 6749 2.3.1 allows it).
@@ -96,11 +104,58 @@ def exchange_code(*, provider: OAuthProvider, code: str, code_verifier: str, red
         return ProviderFailure(type(exc).__name__)
 
 
+class RefreshError(Exception):
+    """A refresh grant that gave no token set, classified (SPEC §13 "Health and proactive refresh").
+
+    `kind`: INVALID_GRANT (the refresh token is refused: the grant is gone), UNAUTHORIZED (the provider refuses
+    the platform's client: HTTP 401, invalid_client, unauthorized_client) or TRANSIENT (anything else: network,
+    timeout, guard, 5xx, 429, an unreadable or incomplete answer). `reason`: short, for status_reason and logs:
+    an RFC 6749 error code, an HTTP status or an exception class, never the provider's text.
+    """
+
+    INVALID_GRANT, UNAUTHORIZED, TRANSIENT = "invalid_grant", "unauthorized", "transient"
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(f"{kind}: {reason}")
+        self.kind, self.reason = kind, reason
+
+
+# RFC 6749 5.2 codes (+ RFC 6749 4.1.2.1's temporarily_unavailable), the only provider words kept in a reason.
+_RFC6749_ERRORS = frozenset({
+    "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
+    "invalid_scope", "temporarily_unavailable", "server_error",
+})
+
+
+def _refusal(error: object, status: int | None) -> RefreshError:
+    code = str(error) if str(error) in _RFC6749_ERRORS else "oauth_error"
+    if code == "invalid_grant":
+        return RefreshError(RefreshError.INVALID_GRANT, code)
+    if status == 401 or code in ("invalid_client", "unauthorized_client"):
+        return RefreshError(RefreshError.UNAUTHORIZED, code)
+    return RefreshError(RefreshError.TRANSIENT, code if status is None else f"{code} (HTTP {status})")
+
+
 def refresh(*, provider: OAuthProvider, refresh_token: str) -> OAuth2Token:
-    """The provider's answer to a refresh grant. Raises authlib's OAuthError on a refusal, anything else on
-    a network, guard or parsing failure: the caller decides what each means for the connection."""
+    """The provider's answer to a refresh grant; raises RefreshError (classified) when there is no token set."""
     with client(provider) as oauth_client:
-        return OAuth2Token.from_dict(oauth_client.refresh_token(provider.token_url, refresh_token=refresh_token))
+        try:
+            answer = OAuth2Token.from_dict(oauth_client.refresh_token(provider.token_url, refresh_token=refresh_token))
+        except OAuthError as exc:
+            raise _refusal(exc.error, oauth_client.last_status) from None
+        except httpx.HTTPStatusError as exc:  # a non-JSON error page, or any 5xx
+            status = exc.response.status_code
+            kind = RefreshError.UNAUTHORIZED if status == 401 else RefreshError.TRANSIENT
+            raise RefreshError(kind, f"HTTP {status}") from None
+        except BlockedAddressError as exc:
+            raise RefreshError(RefreshError.TRANSIENT, exc.code) from None
+        except httpx.TimeoutException:
+            raise RefreshError(RefreshError.TRANSIENT, "timeout") from None
+        except Exception as exc:  # network errors, malformed answers: never echo their text
+            raise RefreshError(RefreshError.TRANSIENT, type(exc).__name__) from None
+    if not isinstance(answer.get("access_token"), str) or not answer["access_token"]:
+        raise RefreshError(RefreshError.TRANSIENT, "no access token in the answer")
+    return answer
 
 
 def revoke(*, provider: OAuthProvider, token: str, hint: str) -> int:

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.accounts.models import Project
 from apps.core.actors import actor_label
@@ -13,6 +14,7 @@ from apps.core.errors import BadRequest, Conflict
 from apps.engine import connection_types, origins
 from apps.engine.connection_types import ConfigError
 
+from . import signals
 from .models import Connection, ConnectionConfigChange, OAuthProvider
 from .oauth_client import TOKEN_FIELDS
 
@@ -44,11 +46,13 @@ def connection_write_config(
     actor: Any,
     status: str | None = None,
     expires_at: datetime | None | _Keep = KEEP,
+    changes: Mapping[str, Any] | None = None,
 ) -> Connection:
     """The one writer of a connection's config and of its history row: every config change goes through here.
 
     An unsaved `connection` is inserted; a saved one must already be locked (or just created) by the caller,
-    which validated `config`. `status` and `expires_at` are written only when given. The history row records
+    which validated `config`. `status` and `expires_at` are written only when given; `changes`: other columns
+written in the same UPDATE (e.g. the health and refresh schedule a token store sets). The history row records
     who, when, which fields changed and a keyed fingerprint of the new config: never a value.
     """
     label = actor_label(actor)[:200]
@@ -63,6 +67,9 @@ def connection_write_config(
     if not isinstance(expires_at, _Keep):
         connection.expires_at = expires_at
         fields.append("expires_at")
+    for name, value in (changes or {}).items():
+        setattr(connection, name, value)
+        fields.append(name)
     if adding:
         connection.save(force_insert=True)
     else:
@@ -151,6 +158,19 @@ def connection_update_config(*, connection: Connection, config: dict, actor=None
         # New credentials for a shared connection: give them a chance (a 401 will flag them again).
         status = Connection.Status.ACTIVE
     return connection_write_config(connection=locked, config=normalized, actor=actor, status=status)
+
+
+def connection_mark_unauthorized(*, connection: Connection, reason: str) -> bool:
+    """An active connection the provider refused on use (HTTP 401) becomes `unauthorized`: one conditional
+    UPDATE, and `connection.unauthorized` only when it changed the row (racing runs send it once)."""
+    with transaction.atomic():
+        changed = Connection.objects.filter(pk=connection.pk, status=Connection.Status.ACTIVE).update(
+            status=Connection.Status.UNAUTHORIZED, status_reason=reason[:500], updated_at=timezone.now(),
+        )
+        if changed:
+            signals.emit(signals.CONNECTION_UNAUTHORIZED, connection_id=connection.pk)
+    connection.status = Connection.Status.UNAUTHORIZED
+    return bool(changed)
 
 
 def connection_set_status(*, connection: Connection, status: str) -> None:

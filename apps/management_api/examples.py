@@ -37,7 +37,8 @@ CONNECTION = response_example("A shared API-key connection", {
     "id": CONNECTION_ID, "name": "billing-api", "type": "http_api_key", "status": "active",
     "config": {"url": "https://billing.example.com", "api_key": MASK},
     "project_id": PROJECT_ID, "owner": {"type": "project", "app_id": None, "user_id": None},
-    "expires_at": None, "created_at": CREATED, "updated_at": UPDATED,
+    "expires_at": None, "health": "ok", "status_reason": "", "last_verified_at": None, "last_refreshed_at": None,
+    "next_refresh_at": None, "created_at": CREATED, "updated_at": UPDATED,
 })
 CONNECTION_CREATE = request_example("Create an API-key connection", {
     "name": "billing-api", "type": "http_api_key",
@@ -126,7 +127,9 @@ ROLLBACK = request_example("Back to the deployment before the current one", {})
 ROLLBACK_TO = request_example("Back to a given deployment", {"deployment_id": DEPLOYMENT_ID})
 LINK = response_example("user-42's link", {
     "id": LINK_ID, "app_id": APP_ID, "user_id": "user-42", "requirement_id": REQUIREMENT_ID,
-    "connection_id": END_USER_CONNECTION_ID, "status": "active", "created_at": CREATED, "updated_at": UPDATED,
+    "connection_id": END_USER_CONNECTION_ID, "status": "active", "health": "ok", "status_reason": "",
+    "last_verified_at": None, "last_refreshed_at": UPDATED, "next_refresh_at": "2025-01-16T14:55:00Z",
+    "created_at": CREATED, "updated_at": UPDATED,
 })
 
 # Error answers, for operations that answer no body on success

@@ -61,6 +61,15 @@ class ConnectionSerializer(serializers.Serializer):
     project_id = serializers.UUIDField()
     owner = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField(allow_null=True, help_text="OAuth2 access token expiry.")
+    # SPEC §13 health (the same five fields on a link, read from its connection).
+    health = serializers.ChoiceField(
+        choices=Connection.Health.choices,
+        help_text="`degraded` while token refreshes fail transiently (retried with backoff; status unchanged).",
+    )
+    status_reason = serializers.CharField(help_text="Why the status or health last changed; never a secret.")
+    last_verified_at = serializers.DateTimeField(allow_null=True)
+    last_refreshed_at = serializers.DateTimeField(allow_null=True, help_text="When OAuth2 tokens were last obtained.")
+    next_refresh_at = serializers.DateTimeField(allow_null=True, help_text="When the OAuth2 token is refreshed next.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -341,6 +350,11 @@ class LinkSerializer(serializers.Serializer):
     requirement_id = serializers.UUIDField()
     connection_id = serializers.UUIDField()
     status = serializers.ChoiceField(source="connection.status", choices=Connection.Status.choices)
+    health = serializers.ChoiceField(source="connection.health", choices=Connection.Health.choices)
+    status_reason = serializers.CharField(source="connection.status_reason")
+    last_verified_at = serializers.DateTimeField(source="connection.last_verified_at", allow_null=True)
+    last_refreshed_at = serializers.DateTimeField(source="connection.last_refreshed_at", allow_null=True)
+    next_refresh_at = serializers.DateTimeField(source="connection.next_refresh_at", allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

@@ -201,6 +201,8 @@ def test_links_list_filter_and_delete(owner, world):
     assert by_requirement[0] == {
         "id": str(world.link.id), "app_id": str(world.app.id), "user_id": "user-42",
         "requirement_id": str(world.requirement.id), "connection_id": str(world.link.connection_id), "status": "active",
+        "health": "ok", "status_reason": "", "last_verified_at": None, "last_refreshed_at": None,
+        "next_refresh_at": None,
         "created_at": by_requirement[0]["created_at"], "updated_at": by_requirement[0]["updated_at"],
     }
     assert owner.get(base, {"status": "nope"}).status_code == 400
