@@ -148,7 +148,7 @@ def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: in
             item["error"] = message
         items.append(item)
     # A reconnect page is done once every requirement it offers again was reconnected.
-    all_complete = bool(statuses) and all(st.completed and not item["reconnecting"] for st, item in zip(statuses, items))
+    all_complete = bool(items) and all(item["status"].completed and not item["reconnecting"] for item in items)
     just_completed = request.session.pop(JUST_COMPLETED_KEY, False) if all_complete else False
     context = {
         "app": ctx.app,
