@@ -212,7 +212,8 @@ class FlowConfirmApi(APIView):
                                   help_text="The user signed in to your App in the browser that arrived with flow_id.")
 
     @extend_schema(
-        tags=["connect"], operation_id="connect_flows_confirm", summary="Confirm who completed a connect flow",
+        # "app_host": the App-host fuzzing (tests/management_api/test_fuzz_app_host.py) includes it by this tag.
+        tags=["app_host", "connect"], operation_id="connect_flows_confirm", summary="Confirm who completed a connect flow",
         description="Within CONNECT_VERIFY_TTL_SECONDS (10 minutes by default) of the flow. The flow's user_id: the "
                     "link goes live, or the reconnect is swapped in. Another user_id: the flow is discarded and "
                     "revoked (422 `user_mismatch`). Expired or already discarded: 409. Another App's flow: 404.",
