@@ -19,7 +19,7 @@ from apps.connections.models import Connection
 from apps.connections.signals import LINK_CREATED, LINK_RECONNECTED
 from tests import factories
 from tests.connect.conftest import bearer, connect_token
-from tests.connect.lifecycle_support import events, one_key_app  # noqa: F401 (fixture)
+from tests.connect.lifecycle_support import one_key_app
 from tests.support.http_stub import HttpStub
 
 OLD_KEY = factories.CANARIES["user42_api_key"]

@@ -17,7 +17,7 @@ from apps.connect.models import ConnectFlow, EndUserLink
 from apps.connections.models import Connection, OAuthState
 from apps.connections.signals import LINK_CREATED, LINK_RECONNECTED
 from tests.connect.conftest import bearer, build_connect_setup, connect_token
-from tests.connect.lifecycle_support import VERIFIER_URL, events  # noqa: F401 (fixture)
+from tests.connect.lifecycle_support import VERIFIER_URL
 from tests.connect.provider_flow import consent
 from tests.oauth_provider.support import CLIENT_SECRET, register_platform_client
 

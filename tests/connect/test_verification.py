@@ -21,7 +21,7 @@ from apps.connections.signals import LINK_CREATED, LINK_RECONNECTED
 from apps.scheduler.registry import BY_NAME
 from tests import factories
 from tests.connect.conftest import bearer, connect_token
-from tests.connect.lifecycle_support import VERIFIER_URL, events, one_key_app  # noqa: F401 (fixture)
+from tests.connect.lifecycle_support import VERIFIER_URL, one_key_app
 
 pytestmark = pytest.mark.django_db
 
