@@ -125,6 +125,8 @@ OAUTH_REFRESH_RETRY_MAX_SECONDS = env.float("OAUTH_REFRESH_RETRY_MAX_SECONDS", d
 WEBHOOK_RETRY_SWEEP_SECONDS = env.float("WEBHOOK_RETRY_SWEEP_SECONDS", default=60)
 # A connect flow waiting for the App owner's confirmation (connect_verifier_url) is discarded after this.
 CONNECT_VERIFY_TTL_SECONDS = env.float("CONNECT_VERIFY_TTL_SECONDS", default=600)
+# How often the scheduler discards the flows nobody confirmed in time (revoking what they carried).
+CONNECT_VERIFY_SWEEP_SECONDS = env.float("CONNECT_VERIFY_SWEEP_SECONDS", default=60)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

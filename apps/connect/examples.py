@@ -11,6 +11,7 @@ REQUIREMENT_ID = "9f8e7d6c-5b4a-4392-8187-6f5e4d3c2b74"
 TOKEN_CREATE = [
     request_example("For user-42, returning to your App", {"user_id": "user-42",
                                                            "redirect_url": "https://app.example.com/settings"}),
+    request_example("Reconnect user-42's linked accounts", {"user_id": "user-42", "reconnect": True}),
     response_example("A connect token and its hosted page", {
         "token": "<connect token (JWT)>", "url": "http://localhost:8000/connect?token=<connect token>",
         "expires_at": "2025-01-16T14:35:00Z",
@@ -29,9 +30,17 @@ CREDENTIALS = [
     request_example("Link an API key", {"type": "http_api_key",
                                         "config": {"url": "https://billing.example.com", "api_key": "<the user's key>"}}),
     response_example("Linked", {"message": "created"}, status_codes=[201]),
+    response_example("Waiting for the App's confirmation (the App has a connect_verifier_url)", {
+        "message": "pending_verification", "flow_id": "3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b9a",
+        "verify_url": "https://app.example.com/connect/verify?flow_id=3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b9a",
+    }, status_codes=[202]),
 ]
 AUTHORIZE = [response_example("The provider's consent page", {"data": {
     "url": "https://auth.example.com/oauth/authorize?response_type=code&client_id=platform&state=...&"
            "code_challenge=...&code_challenge_method=S256",
 }})]
 UNLINK = [response_example("Unlinked and revoked upstream", {"message": "unlinked", "revoked_upstream": True})]
+FLOW_CONFIRM = [
+    request_example("The signed-in user of your App is user-42", {"user_id": "user-42"}),
+    response_example("Confirmed: the link is live", {"message": "confirmed"}),
+]

@@ -7,17 +7,19 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.connections import oauth_flows, oauth_state, signals
+from apps.connections import oauth_flows, oauth_state
 from apps.connections.models import Connection, OAuthProvider, OAuthState
+from apps.connections.oauth_client import OAuthFlowError, token_set
 from apps.connections.services import connection_write_config
+from apps.connections.signals import LINK_CREATED, LINK_DELETED, emit
 from apps.core.errors import BadRequest, Conflict, NotFound
 from apps.deployments.models import App
 from apps.engine import connection_types, origins
 from apps.engine.connection_types import ConfigError
 from apps.workflows.models import Requirement
 
-from . import tokens
-from .models import EndUserLink, UsedConnectToken
+from . import reconnect, tokens, verification
+from .models import ConnectFlow, EndUserLink, UsedConnectToken
 from .selectors import end_user_link
 
 logger = logging.getLogger(__name__)
@@ -31,8 +33,12 @@ def redirect_url_allowed(*, app: App, redirect_url: str) -> bool:
     return any(origins.browser_origin(allowed) == origin for allowed in app.allowed_redirect_origins or [])
 
 
-def connect_token_create(*, app: App, user_id: str, redirect_url: str | None = None) -> tuple[str, str, datetime]:
-    """Mint a connect token for one end user of `app`. Returns (token, hosted page URL, expires_at)."""
+def connect_token_create(
+    *, app: App, user_id: str, redirect_url: str | None = None, reconnect: bool = False
+) -> tuple[str, str, datetime]:
+    """Mint a connect token for one end user of `app`. Returns (token, hosted page URL, expires_at).
+
+    `reconnect`: the hosted page opens with new-credential forms for the requirements already linked."""
     tokens.validate_user_id(user_id)
     if redirect_url is not None and redirect_url != "":
         if not isinstance(redirect_url, str) or len(redirect_url) > 2000 or not redirect_url_allowed(
@@ -42,7 +48,7 @@ def connect_token_create(*, app: App, user_id: str, redirect_url: str | None = N
                 "Invalid request.",
                 details={"redirect_url": ["must be an http(s) URL on one of the App's allowed redirect origins"]},
             )
-    token, claims = tokens.mint(app_id=str(app.id), user_id=user_id, redirect_url=redirect_url or "")
+    token, claims = tokens.mint(app_id=str(app.id), user_id=user_id, redirect_url=redirect_url or "", reconnect=reconnect)
     logger.info("connect token minted, valid until %s", claims.expires_at.isoformat())
     return token, tokens.hosted_page_url(token), claims.expires_at
 
@@ -74,8 +80,12 @@ def end_user_connection_save(
     """Store the end user's credentials for `requirement` as an **active** connection and link it.
 
     A user who already linked one keeps its connection ID; only the config is replaced (and recorded
-    in the config history as who/when/which fields, never a value). OAuth2 requirements are refused:
-    their tokens come from the authorization flow.
+    in the config history as who/when/which fields, never a value): a reconnect (`link.reconnected`).
+    OAuth2 requirements are refused: their tokens come from the authorization flow.
+
+    When the App verifies its users (`connect_verifier_url`), a first link is stored `pending_verification`
+    and new credentials for a live link wait aside; `link.verification_flow` is then the ConnectFlow the
+    App must confirm (None otherwise).
     """
     ctype = connection_types.canonical_type(requirement.connection_type)
     if type is not None:
@@ -114,22 +124,50 @@ def _save_locked(*, app: App, user_id: str, requirement: Requirement, ctype: str
         EndUserLink.objects.select_for_update().select_related("connection")
         .filter(app=app, user_id=user_id, requirement=requirement).first()
     )
+    link_flow = None
     if link is not None and link.connection.type == ctype:
-        connection_write_config(connection=link.connection, config=config, actor=actor, status=Connection.Status.ACTIVE)
+        link.verification_flow = _credentials_replace(app=app, link=link, config=config, actor=actor)
         return link
     if link is not None:
         link.connection.delete()  # cascades to the stale link
+    pending = verification.required(app)
     connection = connection_write_config(
         connection=Connection(
             project_id=app.project_id, name=f"{user_id} · {requirement.name}"[:200], type=ctype,
-            status=Connection.Status.ACTIVE, app=app, user_id=user_id, created_by=actor,
+            status=Connection.Status.PENDING_VERIFICATION if pending else Connection.Status.ACTIVE,
+            app=app, user_id=user_id, created_by=actor,
         ),
         config=config, actor=actor,
     )
     link = EndUserLink.objects.create(app=app, user_id=user_id, requirement=requirement, connection=connection)
-    if connection.status == Connection.Status.ACTIVE:  # a link awaiting verification is announced when confirmed
-        signals.emit(signals.LINK_CREATED, connection_id=connection.pk)
+    if not pending:  # a link awaiting verification is announced when confirmed
+        emit(LINK_CREATED, connection_id=connection.pk)
+    else:
+        link_flow = verification.flow_start(app=app, user_id=user_id, requirement=requirement, connection=connection,
+                                            kind=ConnectFlow.Kind.LINK)
+    link.verification_flow = link_flow
     return link
+
+
+def _credentials_replace(*, app: App, link: EndUserLink, config: dict, actor: str) -> ConnectFlow | None:
+    """New credentials for a linked requirement (locked). A live link is reconnected in place (same ID), or,
+    when the App verifies its users, the new config waits in a flow while the current one keeps serving. A
+    link not live yet (waiting for verification) simply takes the new config, as a first link would."""
+    connection = link.connection
+    announced = reconnect.is_announced(connection)
+    if verification.required(app):
+        kind = ConnectFlow.Kind.RECONNECT if announced else ConnectFlow.Kind.LINK
+        if not announced:
+            connection_write_config(connection=connection, config=config, actor=actor,
+                                    status=Connection.Status.PENDING_VERIFICATION)
+        return verification.flow_start(app=app, user_id=link.user_id, requirement=link.requirement,
+                                       connection=connection, kind=kind, pending_config=config if announced else None)
+    if announced:
+        reconnect.swap_in(connection=connection, config=config, actor=actor)
+    else:  # the App stopped verifying while this link waited: it goes live now, as a first link
+        connection_write_config(connection=connection, config=config, actor=actor, status=Connection.Status.ACTIVE)
+        emit(LINK_CREATED, connection_id=connection.pk)
+    return None
 
 
 def end_user_authorize(
@@ -224,22 +262,52 @@ def oauth_authorization_complete(*, state: str, code: str, browser_binding: str 
     """Finish the flow the provider redirected back with (project or end-user connection): the connection
     gets its tokens and turns active; an end user's link points at it.
 
+    An end user's live link is reconnected in place (the old grant revoked upstream after the swap); with the
+    App verifying its users, the result waits for the App's confirmation instead (`record.verification_flow`).
     Raises OAuthFlowError for an unknown, replayed or expired state, a browser mismatch or a provider
     refusal. The returned OAuthState says where to send the browser (`return_to`) and for whom it was.
     """
     record = oauth_state.state_consume(state=state, browser_binding=browser_binding)
     token = oauth_flows.authorization_code_exchange(record=record, code=code)
+    record.verification_flow = None
     with transaction.atomic():
-        # Locked before the tokens are stored: only the flow that turns an incomplete connection active announces it.
-        before = Connection.objects.select_for_update().filter(pk=record.connection_id).values_list("status", flat=True)
-        was_incomplete = list(before) == [Connection.Status.INCOMPLETE]
-        connection = oauth_flows.authorized_tokens_store(record=record, token=token)
-        if record.app_id and record.requirement_id:
+        if not (record.app_id and record.requirement_id):
+            connection = oauth_flows.authorized_tokens_store(record=record, token=token)
+        else:
+            connection, record.verification_flow = _end_user_tokens_arrive(record=record, token=token)
             _end_user_link_point(record=record, connection=connection)
-            if was_incomplete and connection.status == Connection.Status.ACTIVE:
-                signals.emit(signals.LINK_CREATED, connection_id=connection.pk)
     record.connection = connection
     return record
+
+
+def _end_user_tokens_arrive(*, record: OAuthState, token: dict) -> tuple[Connection, ConnectFlow | None]:
+    """Inside the transaction: the end user's new grant meets their connection (locked)."""
+    locked = Connection.objects.select_for_update().filter(pk=record.connection_id).first()
+    if locked is None:
+        raise OAuthFlowError("The connection was removed while authorizing.", code="invalid_state")
+    actor = _end_user_actor(record.user_id)
+    tokens = token_set(token, previous=locked.config or {})
+    app = record.app
+    if reconnect.is_announced(locked):
+        if verification.required(app):  # the current grant keeps serving until the App confirms
+            return locked, verification.flow_start(
+                app=app, user_id=record.user_id, requirement=record.requirement, connection=locked,
+                kind=ConnectFlow.Kind.RECONNECT, pending_config=tokens,
+            )
+        reconnect.swap_in(connection=locked, config=tokens, actor=actor)
+        return locked, None
+    # A first link (or one still waiting for verification, whose earlier pending grant is now replaced).
+    previous = dict(locked.config or {})
+    oauth_flows.tokens_store(connection=locked, tokens=tokens, actor=actor)
+    reconnect.revoke_after_commit(connection=locked, config=previous)
+    if not verification.required(app):
+        # Under the lock, from unannounced to active: exactly one link.created (a second consent is a reconnect).
+        emit(LINK_CREATED, connection_id=locked.pk)
+        return locked, None
+    locked.status = Connection.Status.PENDING_VERIFICATION
+    locked.save(update_fields=["status", "updated_at"])
+    return locked, verification.flow_start(app=app, user_id=record.user_id, requirement=record.requirement,
+                                           connection=locked, kind=ConnectFlow.Kind.LINK)
 
 
 def _end_user_link_point(*, record: OAuthState, connection: Connection) -> None:
@@ -267,7 +335,7 @@ def link_revoke(*, link: EndUserLink) -> dict:
         # Deleting the connection deletes the link with it (EndUserLink.connection cascades). The row lock makes a
         # concurrent unlink wait, then find nothing: `link.deleted` is sent once, before the rows go.
         if Connection.objects.select_for_update().filter(pk=connection.pk).values_list("pk", flat=True):
-            signals.emit(signals.LINK_DELETED, connection_id=connection.pk)
+            emit(LINK_DELETED, connection_id=connection.pk)
             Connection.objects.filter(pk=connection.pk).delete()
     return {"message": "unlinked", "revoked_upstream": revoked}
 

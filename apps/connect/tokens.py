@@ -46,6 +46,8 @@ class ConnectClaims:
     jti: str
     expires_at: datetime
     redirect_url: str = ""
+    # SPEC §13 reconnect in place: the hosted page offers new credentials for requirements already linked.
+    reconnect: bool = False
 
     @property
     def rate_limit_identity(self) -> str:
@@ -68,7 +70,7 @@ def validate_user_id(user_id) -> str:
     return user_id
 
 
-def mint(*, app_id: str, user_id: str, redirect_url: str = "") -> tuple[str, ConnectClaims]:
+def mint(*, app_id: str, user_id: str, redirect_url: str = "", reconnect: bool = False) -> tuple[str, ConnectClaims]:
     now = timezone.now().replace(microsecond=0)
     claims = ConnectClaims(
         app_id=str(app_id),
@@ -77,6 +79,7 @@ def mint(*, app_id: str, user_id: str, redirect_url: str = "") -> tuple[str, Con
         # min(): a value changed at run time (not through settings.py) still cannot outlive the maximum.
         expires_at=now + timedelta(seconds=min(settings.CONNECT_TOKEN_TTL_SECONDS, MAX_TTL_SECONDS)),
         redirect_url=redirect_url or "",
+        reconnect=bool(reconnect),
     )
     payload = {
         "aud": AUDIENCE,
@@ -88,6 +91,8 @@ def mint(*, app_id: str, user_id: str, redirect_url: str = "") -> tuple[str, Con
     }
     if claims.redirect_url:
         payload["redirect_url"] = claims.redirect_url
+    if claims.reconnect:
+        payload["reconnect"] = True
     return jwt.encode(payload, _key(), algorithm=ALGORITHM), claims
 
 
@@ -111,7 +116,7 @@ def decode(token: str) -> ConnectClaims:
     redirect_url = payload.get("redirect_url") or ""
     return ConnectClaims(
         app_id=app_id, user_id=user_id, jti=jti, redirect_url=redirect_url if isinstance(redirect_url, str) else "",
-        expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC),
+        expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC), reconnect=payload.get("reconnect") is True,
     )
 
 

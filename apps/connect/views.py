@@ -26,13 +26,14 @@ from apps.core.errors import ApplicationError, RateLimited
 from apps.deployments.selectors import app_by_id
 from apps.engine import connection_types, origins
 
-from . import forms, selectors, services, tokens
+from . import forms, selectors, services, tokens, verification
 from .csrf import csrf_protect_no_referrer
 
 logger = logging.getLogger(__name__)
 
 SESSION_KEY = "connect"
 JUST_COMPLETED_KEY = "connect_just_completed"
+RECONNECTED_KEY = "connect_reconnected"  # requirement IDs reconnected in this session (reconnect mode)
 AUTO_RETURN_SECONDS = 3
 
 
@@ -86,6 +87,7 @@ class _Context:
         self.jti: str = data["jti"]
         self.redirect_url: str = data.get("redirect_url") or ""
         self.browser_secret: str = data["browser"]
+        self.reconnect: bool = bool(data.get("reconnect"))
 
 
 def _session_context(request) -> _Context | HttpResponse:
@@ -114,23 +116,39 @@ def _session_context(request) -> _Context | HttpResponse:
     return _Context(data, app)
 
 
+def _reconnecting(request, ctx: _Context, st, form_errors: dict | None) -> bool:
+    """Whether a linked requirement shows its new-credentials form: the user pressed Reconnect on it
+    (`?reconnect=<id>`), a reconnect form came back with errors, or the page was opened with a reconnect token
+    and this requirement was not reconnected in this session yet."""
+    rid = str(st.requirement.id)
+    if rid in (form_errors or {}) or request.GET.get("reconnect") == rid:
+        return True
+    return ctx.reconnect and rid not in request.session.get(RECONNECTED_KEY, [])
+
+
 def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: int = 200) -> HttpResponse:
     """Render the requirement list. `form_errors`: {requirement_id: (field errors, submitted data, message)}."""
     statuses = selectors.requirement_statuses(app=ctx.app, user_id=ctx.user_id)
     items, provider_origins = [], set()
+    if verification.required(ctx.app):
+        # CSP form-action also governs where a form's answer may redirect: the verifier, after a submit.
+        provider_origins.add(origins.origin_text(ctx.app.connect_verifier_url))
     for st in statuses:
         requirement = st.requirement
         ctype = connection_types.get_type(requirement.connection_type)
         item = {"status": st, "requirement": requirement, "type_label": ctype.label, "oauth": ctype.oauth,
-                "id": str(requirement.id), "error": None, "fields": []}
+                "id": str(requirement.id), "error": None, "fields": [], "reconnecting": False}
+        if st.completed:
+            item["reconnecting"] = _reconnecting(request, ctx, st, form_errors)
         if ctype.oauth:
             provider_origins.add(_provider_origin(ctx.app, requirement))
-        elif not st.completed:
+        elif not st.completed or item["reconnecting"]:
             errors, data, message = (form_errors or {}).get(str(requirement.id), ({}, None, None))
             item["fields"] = forms.credential_fields(ctype.name, id_prefix=f"r-{requirement.id}", data=data, errors=errors)
             item["error"] = message
         items.append(item)
-    all_complete = bool(statuses) and all(st.completed for st in statuses)
+    # A reconnect page is done once every requirement it offers again was reconnected.
+    all_complete = bool(items) and all(item["status"].completed and not item["reconnecting"] for item in items)
     just_completed = request.session.pop(JUST_COMPLETED_KEY, False) if all_complete else False
     context = {
         "app": ctx.app,
@@ -141,6 +159,7 @@ def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: in
         "redirect_origin": origins.origin_text(ctx.redirect_url),
         "auto_return": bool(just_completed and ctx.redirect_url),
         "auto_return_seconds": AUTO_RETURN_SECONDS,
+        "reconnect_mode": ctx.reconnect,
     }
     response = render(request, "connect/page.html", context, status=status)
     response.form_origins = provider_origins
@@ -215,8 +234,10 @@ def _exchange_token(request, token: str) -> HttpResponse:
         "redirect_url": claims.redirect_url,
         "exp": int(claims.expires_at.timestamp()),
         "browser": oauth_state.new_browser_secret(),
+        "reconnect": claims.reconnect,
     }
     request.session.pop(JUST_COMPLETED_KEY, None)
+    request.session.pop(RECONNECTED_KEY, None)
     request.session.set_expiry(claims.expires_at)
     logger.info("connect link opened: token exchanged for a page session")
     return redirect(reverse("connect:page"))
@@ -241,9 +262,11 @@ def submit_credentials(request: HttpRequest, requirement_id) -> HttpResponse:
     if connection_types.get_type(ctype).oauth:
         return redirect(reverse("connect:page"))
     config, errors = forms.parse_credentials(ctype, request.POST)
+    link = None
     if not errors:
         try:
-            services.end_user_connection_save(app=ctx.app, user_id=ctx.user_id, requirement=requirement, config=config)
+            link = services.end_user_connection_save(app=ctx.app, user_id=ctx.user_id, requirement=requirement,
+                                                     config=config)
         except ApplicationError as exc:
             errors = dict((exc.details or {}).get("config") or {})
             if not errors:
@@ -253,9 +276,27 @@ def submit_credentials(request: HttpRequest, requirement_id) -> HttpResponse:
         general = [m for k, msgs in errors.items() if k not in field_names for m in msgs]
         message = "Please correct the highlighted fields." + (" " + " ".join(general) if general else "")
         return _page(request, ctx, form_errors={str(requirement.id): (errors, request.POST, message)}, status=400)
+    return _after_link(request, ctx, requirement=requirement, flow=getattr(link, "verification_flow", None))
+
+
+def _after_link(request, ctx: _Context, *, requirement, flow) -> HttpResponse:
+    """A requirement was linked or reconnected: to the App's verifier when it must confirm, else back to the page."""
+    if flow is not None:
+        _note_linked(request, ctx, requirement=requirement, mark_complete=False)
+        messages.info(request, f"{requirement.title} is waiting for {ctx.app.name} to confirm it is you.")
+        return redirect(verification.verifier_redirect_url(app=ctx.app, flow=flow))
     messages.success(request, f"{requirement.title} is connected.")
-    _mark_if_complete(request, ctx)
+    _note_linked(request, ctx, requirement=requirement)
     return redirect(reverse("connect:page"))
+
+
+def _note_linked(request, ctx: _Context, *, requirement, mark_complete: bool = True) -> None:
+    """Remember the requirement as done in this session (a reconnect page stops offering it again)."""
+    done = request.session.get(RECONNECTED_KEY, [])
+    if str(requirement.id) not in done:
+        request.session[RECONNECTED_KEY] = [*done, str(requirement.id)]
+    if mark_complete:
+        _mark_if_complete(request, ctx)
 
 
 @secured
@@ -333,12 +374,19 @@ def _callback_error(request, message: str, *, in_session: bool) -> HttpResponse:
 def _after_callback(request, record, *, ok: bool) -> HttpResponse:
     requirement = record.requirement
     name = requirement.title if requirement is not None else record.connection.name
+    flow = getattr(record, "verification_flow", None) if ok else None
+    if flow is not None:  # the App confirms who this is first (hosted page and API flows alike)
+        if record.browser_binding:
+            ctx = _session_context(request)
+            if not isinstance(ctx, HttpResponse):
+                return _after_link(request, ctx, requirement=requirement, flow=flow)
+        return redirect(verification.verifier_redirect_url(app=record.app, flow=flow))
     if record.browser_binding:  # started on the hosted page: back to it, with a message
         if ok:
             messages.success(request, f"{name} is connected.")
             ctx = _session_context(request)
             if not isinstance(ctx, HttpResponse):
-                _mark_if_complete(request, ctx)
+                _note_linked(request, ctx, requirement=requirement)
         else:
             messages.error(request, f"{name} was not connected: the authorization was declined.")
         return redirect(record.return_to or reverse("connect:page"))

@@ -32,6 +32,7 @@ from .services import (
     rollback,
     rollback_target,
     validate_hostname,
+    validate_verifier_url,
 )
 
 
@@ -62,13 +63,20 @@ class AppForm(forms.ModelForm):
 
     class Meta:
         model = App
-        fields = ("project", "name", "hostname", "access_type", "allowed_redirect_origins", "allow_anonymous_uploads")
+        fields = ("project", "name", "hostname", "access_type", "allowed_redirect_origins", "allow_anonymous_uploads",
+                  "connect_verifier_url")
         help_texts = {"hostname": f"Optional custom hostname; default <app-id>.{settings.APPS_DOMAIN}. Fixed after creation."}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "hostname" in self.fields:
             self.fields["hostname"].required = False
+
+    def clean_connect_verifier_url(self):
+        try:
+            return validate_verifier_url(self.cleaned_data.get("connect_verifier_url") or "")
+        except BadRequest as exc:
+            raise forms.ValidationError(exc.details.get("connect_verifier_url") or exc.message) from exc
 
     def clean_hostname(self):
         hostname = (self.cleaned_data.get("hostname") or "").strip()
@@ -148,10 +156,10 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return ((None, {"fields": ("project", "name", "hostname", "access_type", "allowed_redirect_origins",
-                                       "allow_anonymous_uploads")}),)
+                                       "allow_anonymous_uploads", "connect_verifier_url")}),)
         return (
             (None, {"fields": ("name", "project", "hostname", "access_type", "allowed_redirect_origins",
-                               "allow_anonymous_uploads")}),
+                               "allow_anonymous_uploads", "connect_verifier_url")}),
             ("Serving", {"fields": ("endpoints", "live_version", "deploy_link", "rollback_link",
                                     "callback_secret_state")}),
             ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
@@ -195,12 +203,14 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         if change:
             app_update(app=obj, name=data["name"], access_type=data["access_type"],
                        allowed_redirect_origins=data.get("allowed_redirect_origins") or [],
-                       allow_anonymous_uploads=data.get("allow_anonymous_uploads", False))
+                       allow_anonymous_uploads=data.get("allow_anonymous_uploads", False),
+                       connect_verifier_url=data.get("connect_verifier_url") or "")
             return
         created = app_create(
             project=data["project"], name=data["name"], access_type=data["access_type"],
             allowed_redirect_origins=data.get("allowed_redirect_origins") or [], hostname=data.get("hostname") or None,
             allow_anonymous_uploads=data.get("allow_anonymous_uploads", False),
+            connect_verifier_url=data.get("connect_verifier_url") or "",
         )
         obj.pk, obj.hostname, obj._state.adding, obj._state.db = created.pk, created.hostname, False, created._state.db
         request._created_app_secret = created.callback_signing_secret

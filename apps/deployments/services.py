@@ -6,6 +6,7 @@ import logging
 import re
 import secrets
 import uuid
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -38,6 +39,31 @@ def normalize_origins(origins) -> list[str]:
             raise BadRequest("Invalid App.", details={"allowed_redirect_origins": [f"'{origin}' is not an origin"]})
         result.append(normalized)
     return list(dict.fromkeys(result))
+
+
+def validate_verifier_url(url) -> str:
+    """`connect_verifier_url` (SPEC §13): where the browser goes with `?flow_id=` after completing a connection;
+    "" turns verification off. An absolute https URL (http too with ALLOW_PRIVATE_NETWORK_TARGETS, for
+    development), without credentials or fragment: the flow ID must reach only the App's own page."""
+    if url is None or url == "":
+        return ""
+    errors = []
+    if not isinstance(url, str) or len(url) > 500:
+        errors.append("must be a URL of at most 500 characters")
+    else:
+        try:
+            parts = urlsplit(url.strip())
+            host = parts.hostname
+        except ValueError:
+            parts, host = None, None
+        schemes = ("https", "http") if settings.ALLOW_PRIVATE_NETWORK_TARGETS else ("https",)
+        if parts is None or parts.scheme not in schemes or not host:
+            errors.append("must be an absolute " + " or ".join(schemes) + " URL")
+        elif parts.username is not None or parts.password is not None or parts.fragment:
+            errors.append("must not carry credentials or a fragment")
+    if errors:
+        raise BadRequest("Invalid App.", details={"connect_verifier_url": errors})
+    return url.strip()
 
 
 def new_callback_signing_secret() -> str:
@@ -111,6 +137,7 @@ def app_create(
     allowed_redirect_origins: list[str] | None = None,
     hostname: str | None = None,
     allow_anonymous_uploads: bool = False,
+    connect_verifier_url: str = "",
 ) -> App:
     """Create an App on `<uuid>.<APPS_DOMAIN>` (or a custom hostname) with a fresh callback signing secret."""
     name = (name or "").strip()
@@ -124,6 +151,7 @@ def app_create(
     default = f"{app_id}.{settings.APPS_DOMAIN}"
     hostname = validate_hostname(hostname, own_default=default) if hostname else default
     _hostname_free(hostname)
+    connect_verifier_url = validate_verifier_url(connect_verifier_url)
     try:
         with transaction.atomic():
             return App.objects.create(
@@ -131,6 +159,7 @@ def app_create(
                 allowed_redirect_origins=normalize_origins(allowed_redirect_origins),
                 callback_signing_secret=new_callback_signing_secret(),
                 allow_anonymous_uploads=bool(allow_anonymous_uploads),
+                connect_verifier_url=connect_verifier_url,
             )
     except IntegrityError as exc:
         raise Conflict("An App with this name or hostname already exists.") from exc
@@ -138,7 +167,8 @@ def app_create(
 
 def app_update(*, app: App, name: str | None = None, access_type: str | None = None,
                allowed_redirect_origins: list[str] | None = None, hostname: str | None = None,
-               allow_anonymous_uploads: bool | None = None, actor=None) -> App:
+               allow_anonymous_uploads: bool | None = None, connect_verifier_url: str | None = None,
+               actor=None) -> App:
     """Update an App. Who may change `hostname` (an organization-wide key) is the caller's check."""
     fields = []
     previous_hostname = app.hostname
@@ -164,6 +194,9 @@ def app_update(*, app: App, name: str | None = None, access_type: str | None = N
     if allowed_redirect_origins is not None:
         app.allowed_redirect_origins = normalize_origins(allowed_redirect_origins)
         fields.append("allowed_redirect_origins")
+    if connect_verifier_url is not None:
+        app.connect_verifier_url = validate_verifier_url(connect_verifier_url)
+        fields.append("connect_verifier_url")
     if fields:
         try:
             with transaction.atomic():

@@ -98,7 +98,8 @@ VERSION_CREATE = request_example("Save a definition", {"definition": DEFINITION,
 _APP = {
     "id": APP_ID, "name": "Invoice bot", "hostname": f"{APP_ID}.apps.localhost", "access_type": "private",
     "project_id": PROJECT_ID, "allowed_redirect_origins": ["https://app.example.com"],
-    "allow_anonymous_uploads": False, "current_deployment_id": DEPLOYMENT_ID, "workflow_version_id": VERSION_ID,
+    "allow_anonymous_uploads": False, "connect_verifier_url": "",
+    "current_deployment_id": DEPLOYMENT_ID, "workflow_version_id": VERSION_ID,
     "created_at": CREATED, "updated_at": UPDATED,
 }
 APP = response_example("An App", _APP)

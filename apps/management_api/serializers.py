@@ -257,6 +257,11 @@ class WorkflowVersionCreateSerializer(StrictInputSerializer):
 # Apps, deployments, links
 
 
+VERIFIER_URL_HELP = (
+    "User verification (SPEC §13): after an end user completes a connection the browser goes to this URL with "
+    "`?flow_id=`, and your backend confirms the flow (`POST /v1/connect/flows/{flow_id}/confirm`) before the "
+    "connection serves runs. https (http only with ALLOW_PRIVATE_NETWORK_TARGETS); empty turns it off."
+)
 ANONYMOUS_UPLOADS_HELP = "Public Apps: whether callers without an access key may upload files (default false)."
 
 
@@ -269,6 +274,7 @@ class AppSerializer(serializers.Serializer):
     project_id = serializers.UUIDField()
     allowed_redirect_origins = serializers.ListField(child=serializers.CharField())
     allow_anonymous_uploads = serializers.BooleanField()
+    connect_verifier_url = serializers.CharField(allow_blank=True)
     current_deployment_id = serializers.UUIDField(allow_null=True)
     workflow_version_id = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -301,6 +307,8 @@ class AppCreateSerializer(StrictInputSerializer):
     )
     project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
     allow_anonymous_uploads = serializers.BooleanField(required=False, default=False, help_text=ANONYMOUS_UPLOADS_HELP)
+    connect_verifier_url = serializers.CharField(max_length=500, required=False, allow_blank=True, default="",
+                                                 help_text=VERIFIER_URL_HELP)
 
 
 @with_examples(ex.APP_UPDATE)
@@ -315,6 +323,8 @@ class AppUpdateSerializer(StrictInputSerializer):
     allowed_redirect_origins = serializers.ListField(
         child=serializers.CharField(max_length=500), required=False, max_length=50
     )
+    connect_verifier_url = serializers.CharField(max_length=500, required=False, allow_blank=True,
+                                                 help_text=VERIFIER_URL_HELP)
 
 
 @with_examples(ex.DEPLOYMENT, ex.ROLLBACK_DEPLOYMENT)

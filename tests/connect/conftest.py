@@ -12,6 +12,7 @@ from apps.deployments.models import App
 from apps.workflows.models import Requirement
 from apps.workflows.services import requirement_create
 from tests import factories
+from tests.connect.lifecycle_support import events  # noqa: F401  (fixture: connection_event recorder)
 from tests.support.admin import operator, operator_client, world  # noqa: F401  (for test_admin.py)
 
 CLIENT_APP_ORIGIN = "https://client.example.com"

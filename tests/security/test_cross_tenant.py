@@ -175,3 +175,63 @@ def test_another_projects_key_cannot_upload_to_app_a(api_client, teammate_key, o
 
     assert response.status_code == 403, response.content
     assert list(File.objects.values_list("name", flat=True)) == ["secret.txt"]
+
+
+# ------------------------------------------------------------------------------------ connect flows (verification)
+
+
+@pytest.fixture
+def flow_of_a(api_client, tenants):
+    """A link of alice in App A waiting for A's confirmation (A has a connect_verifier_url)."""
+    a, _ = tenants
+    a.app.connect_verifier_url = "https://client.example.com/verify"
+    a.app.save(update_fields=["connect_verifier_url"])
+    answer = api_client.post(f"/v1/connect/requirements/{a.billing.id}/credentials",
+                             {"type": "http_api_key", "config": {"url": "https://billing.example.com", "api_key": "a-key-123"}},
+                             format="json", **bearer(connect_token(a.app, ALICE)))
+    assert answer.status_code == 202, answer.content
+    return answer.json()["flow_id"]
+
+
+def _a_still_pending(a) -> None:
+    assert Connection.objects.get(app=a.app).status == Connection.Status.PENDING_VERIFICATION
+
+
+@pytest.mark.parametrize("key_of", ["teammate", "outsider"])
+@pytest.mark.parametrize("where", ["host", "path"])
+def test_another_projects_key_cannot_confirm_a_flow_of_app_a(api_client, tenants, flow_of_a, teammate_key, outsider_key,
+                                                             key_of, where):
+    a, b = tenants
+    key = teammate_key if key_of == "teammate" else outsider_key
+    kwargs = {"HTTP_HOST": a.app.hostname} if where == "host" else {}
+    path = f"/v1/connect/flows/{flow_of_a}/confirm"
+    path = path if where == "host" else f"/apps/{a.app.id}{path}"
+
+    response = api_client.post(path, {"user_id": ALICE}, format="json", HTTP_AUTHORIZATION=f"Bearer {key}", **kwargs)
+
+    assert response.status_code == 403, response.content
+    _a_still_pending(a)
+    _b_untouched(b)
+
+
+@pytest.mark.parametrize("user_id", [ALICE, "mallory"])
+def test_app_b_cannot_confirm_or_discard_a_flow_of_app_a_through_its_own_host(api_client, tenants, flow_of_a,
+                                                                               teammate_key, user_id):
+    a, b = tenants
+
+    response = api_client.post(f"/v1/connect/flows/{flow_of_a}/confirm", {"user_id": user_id}, format="json",
+                               HTTP_HOST=b.app.hostname, HTTP_AUTHORIZATION=f"Bearer {teammate_key}")
+
+    assert response.status_code == 404, response.content
+    _a_still_pending(a)
+    _b_untouched(b)
+
+
+def test_a_connect_token_cannot_confirm_a_flow(api_client, tenants, flow_of_a):
+    a, _ = tenants
+
+    response = api_client.post(f"/apps/{a.app.id}/v1/connect/flows/{flow_of_a}/confirm", {"user_id": ALICE},
+                               format="json", **bearer(connect_token(a.app, ALICE)))
+
+    assert response.status_code == 401
+    _a_still_pending(a)

@@ -14,6 +14,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from apps.accounts.services import access_key_create
+from apps.connect.models import ConnectFlow
 from apps.connect.services import connect_token_claim_for_page
 from apps.connect.tokens import hosted_page_url
 from apps.connect.tokens import mint as mint_connect_token
@@ -126,6 +127,12 @@ def world(project, settings, tmp_path) -> World:
     OAuthState.objects.create(
         connection=connections["oauth2"], state_digest="d" * 64, code_verifier=CODE_VERIFIER,
         redirect_uri="http://testserver/connect/oauth2/callback", expires_at=now + timedelta(minutes=10),
+    )
+    # A reconnect of user-42 waiting for the App's confirmation: its new config (a secret) kept aside.
+    ConnectFlow.objects.create(
+        app=app, user_id="user-42", requirement=requirement, connection=links["user-42"].connection,
+        kind=ConnectFlow.Kind.RECONNECT, expires_at=now + timedelta(minutes=10),
+        pending_config={"url": "https://billing.example.com", "api_key": CANARIES["user43_api_key"]},
     )
     connect_token, connect_claims = mint_connect_token(app_id=str(app.id), user_id="user-42")
     connect_token_claim_for_page(claims=connect_claims)  # a used connect link (UsedConnectToken)

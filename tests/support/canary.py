@@ -285,6 +285,11 @@ def _track_encrypted(field_obj, value: Any, instance=None) -> None:
         for path, leaf in connection_secrets(type_name, value):
             SCANNER.add(leaf, f"connection{' ' + str(pk) if pk else ''} field {path}")
         return
+    if label == "connect.ConnectFlow" and field_obj.name == "pending_config":
+        # A connection config (or OAuth2 token set) waiting for the App's confirmation: its secret fields only.
+        for path, leaf in connection_secrets(None, value):
+            SCANNER.add(leaf, f"{origin_base} field pending_config.{path}")
+        return
     if label == "runs.CallbackDelivery" and isinstance(value, Mapping):
         value = {k: v for k, v in value.items() if k != "type"}
     for leaf in secret_leaves(value):
