@@ -40,7 +40,8 @@ def test_replacing_the_credentials_of_a_link_is_not_a_new_link(api_client, setup
 
     link_via_api(api_client, setup, api_key="canary-webhook-alice-key-new-77")
 
-    assert types(hook) == ["link.created"]
+    # New credentials for a live link are a reconnect in place (SPEC 13): announced as such, never as a new link.
+    assert types(hook) == ["link.created", "link.reconnected"]
 
 
 def test_unlinking_sends_link_deleted_and_requirement_unsatisfied(api_client, setup, project):

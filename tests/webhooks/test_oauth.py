@@ -21,9 +21,10 @@ def test_completing_the_oauth_flow_sends_link_created_once(flow, thread_executor
     assert types(hook) == []  # an incomplete connection is not a link yet
     with httpx.Client(follow_redirects=False, trust_env=False) as browser:
         assert browser.get(consent(url).headers["location"]).status_code == 200
-    # Authorizing again (the user re-consents) replaces the tokens of the same link: not a new link.
+    # Authorizing again (the user re-consents) replaces the tokens of the same link: a reconnect in place
+    # (SPEC 13), never a second link.created.
     with httpx.Client(follow_redirects=False, trust_env=False) as browser:
         assert browser.get(consent(_authorize_via_api(flow)).headers["location"]).status_code == 200
 
-    assert types(hook) == ["link.created"]
-    assert WebhookDelivery.objects.get().body.count(str(flow.crm.id)) == 1
+    assert types(hook) == ["link.created", "link.reconnected"]
+    assert WebhookDelivery.objects.get(event_type="link.created").body.count(str(flow.crm.id)) == 1
