@@ -94,23 +94,25 @@ def authorization_code_exchange(*, record: OAuthState, code: str) -> dict[str, A
     return result
 
 
-def authorized_tokens_store(*, record: OAuthState, token: dict[str, Any]) -> Connection:
-    """Inside the caller's transaction: lock the flow's connection, store the tokens, mark it active."""
+def authorized_tokens_store(*, record: OAuthState, token: dict[str, Any], account: dict | None = None) -> Connection:
+    """Inside the caller's transaction: lock the flow's connection, store the tokens (and the account the
+    provider's userinfo named, SPEC §13), mark it active."""
     locked = Connection.objects.select_for_update().filter(pk=record.connection_id).first()
     if locked is None:
         raise OAuthFlowError("The connection was removed while authorizing.", code="invalid_state")
     actor = f"end_user:{record.user_id}" if record.user_id else "oauth2:consent"
-    return tokens_store(connection=locked, tokens=token_set(token, previous=locked.config or {}), actor=actor)
+    return tokens_store(connection=locked, tokens=token_set(token, previous=locked.config or {}), actor=actor,
+                        also={"account": account})
 
 
-def tokens_store(*, connection: Connection, tokens: dict[str, Any], actor: str) -> Connection:
+def tokens_store(*, connection: Connection, tokens: dict[str, Any], actor: str, also: dict | None = None) -> Connection:
     """Write the token set into the (locked, freshly read) connection and mark it active."""
     config = {k: v for k, v in (connection.config or {}).items() if k not in TOKEN_FIELDS}
     config.update(tokens)
     expires_at = tokens.get("expires_at")
     return connection_write_config(
         connection=connection, config=config, actor=actor, status=Connection.Status.ACTIVE,
-        expires_at=datetime.fromtimestamp(expires_at, tz=UTC) if isinstance(expires_at, int) else None,
+        expires_at=datetime.fromtimestamp(expires_at, tz=UTC) if isinstance(expires_at, int) else None, also=also,
     )
 
 
@@ -189,6 +191,22 @@ def force_refresh(*, connection_id) -> bool:
         if locked is None or locked.status not in (Connection.Status.ACTIVE, Connection.Status.UNAUTHORIZED):
             return False
         return _refresh_locked(locked)
+
+
+def revoke_token_set(*, provider: OAuthProvider, token: dict[str, Any]) -> bool | None:
+    """Revoke a grant that is not stored (refused after the exchange): as `revoke_upstream`, from the answer."""
+    if not provider.revoke_url:
+        return None
+    value, hint = token.get("refresh_token"), "refresh_token"
+    if not value:
+        value, hint = token.get("access_token"), "access_token"
+    if not value:
+        return None
+    try:
+        return oauth_client.revoke(provider=provider, token=str(value), hint=hint) == 200
+    except Exception as exc:
+        logger.warning("oauth2 revocation of a refused grant failed: %s", type(exc).__name__)
+        return False
 
 
 def revoke_upstream(*, connection: Connection) -> bool | None:

@@ -44,11 +44,13 @@ def connection_write_config(
     actor: Any,
     status: str | None = None,
     expires_at: datetime | None | _Keep = KEEP,
+    also: Mapping[str, Any] | None = None,
 ) -> Connection:
     """The one writer of a connection's config and of its history row: every config change goes through here.
 
     An unsaved `connection` is inserted; a saved one must already be locked (or just created) by the caller,
-    which validated `config`. `status` and `expires_at` are written only when given. The history row records
+    which validated `config`. `status` and `expires_at` are written only when given; `also`: other columns
+    written with it, none secret (`account`, `last_verified_at` after a link-time verification). The history row records
     who, when, which fields changed and a keyed fingerprint of the new config: never a value.
     """
     label = actor_label(actor)[:200]
@@ -63,6 +65,9 @@ def connection_write_config(
     if not isinstance(expires_at, _Keep):
         connection.expires_at = expires_at
         fields.append("expires_at")
+    for name, value in (also or {}).items():
+        setattr(connection, name, value)
+        fields.append(name)
     if adding:
         connection.save(force_insert=True)
     else:
@@ -171,19 +176,22 @@ def oauth_provider_create(
     scopes: list[str] | None = None,
     revoke_url: str = "",
     pkce: bool = True,
+    userinfo_url: str = "",
 ) -> OAuthProvider:
     if OAuthProvider.objects.filter(project=project, name=name).exists():
         raise Conflict("An OAuth2 provider with this name already exists in the project.")
     return OAuthProvider.objects.create(
         project=project, name=name, authorize_url=authorize_url, token_url=token_url, client_id=client_id,
         client_secret=client_secret or "", scopes=list(scopes or []), revoke_url=revoke_url or "", pkce=pkce,
+        userinfo_url=userinfo_url or "",
     )
 
 
 @transaction.atomic
 def oauth_provider_update(*, provider: OAuthProvider, **changes: Any) -> OAuthProvider:
     """Update the given fields; a blank client_secret keeps the stored one (write-only)."""
-    allowed = {"name", "authorize_url", "token_url", "revoke_url", "client_id", "client_secret", "scopes", "pkce"}
+    allowed = {"name", "authorize_url", "token_url", "revoke_url", "userinfo_url", "client_id", "client_secret",
+               "scopes", "pkce"}
     unknown = set(changes) - allowed
     if unknown:
         raise BadRequest("Unknown fields.", details={k: ["not allowed"] for k in sorted(unknown)})
@@ -191,7 +199,8 @@ def oauth_provider_update(*, provider: OAuthProvider, **changes: Any) -> OAuthPr
         changes.pop("client_secret", None)
         # The client secret (and every connection's refresh token) goes to these URLs: a new one needs
         # the secret typed again, so a client that cannot read the secret cannot redirect it either.
-        moved = [f for f in ("authorize_url", "token_url", "revoke_url")
+        # userinfo_url too: every new access token is sent there.
+        moved = [f for f in ("authorize_url", "token_url", "revoke_url", "userinfo_url")
                  if f in changes and (changes[f] or "") != (getattr(provider, f) or "")]
         if moved and provider.client_secret:
             raise BadRequest(

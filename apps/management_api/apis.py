@@ -411,6 +411,7 @@ class AppListApi(ManagementAPIView):
             project=project, name=data["name"], access_type=data["access_type"],
             allowed_redirect_origins=data["allowed_redirect_origins"], hostname=data.get("hostname"),
             allow_anonymous_uploads=data["allow_anonymous_uploads"],
+            **{name: data[name] for name in deployment_services.BRANDING_FIELDS if name in data},
         )
         return _data(s.AppCreatedSerializer, app, 201)
 

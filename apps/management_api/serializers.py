@@ -42,6 +42,9 @@ class AuthorizationUrlSerializer(serializers.Serializer):
 # Connections
 
 
+ACCOUNT_HELP = 'The upstream account the credentials belong to, {"id", "label"} (SPEC §13); null when unknown.'
+
+
 class ConnectionOwnerSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=Connection.Owner.choices)
     app_id = serializers.UUIDField(allow_null=True)
@@ -60,6 +63,9 @@ class ConnectionSerializer(serializers.Serializer):
     project_id = serializers.UUIDField()
     owner = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField(allow_null=True, help_text="OAuth2 access token expiry.")
+    account = serializers.JSONField(allow_null=True, help_text=ACCOUNT_HELP)
+    last_verified_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the credentials last passed a link-time verification.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -104,6 +110,10 @@ class ConnectionUpdateSerializer(StrictInputSerializer):
 # OAuth2 providers
 
 
+USERINFO_HELP = ("Optional: read with each new access token to learn the account (`sub`|`id`, `email`|`login`|`name`). "
+                 "Changing it needs the client secret again, like the other URLs tokens go to.")
+
+
 @with_examples(ex.PROVIDER)
 class OAuthProviderSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -111,6 +121,7 @@ class OAuthProviderSerializer(serializers.Serializer):
     authorize_url = serializers.URLField()
     token_url = serializers.URLField()
     revoke_url = serializers.CharField(allow_blank=True)
+    userinfo_url = serializers.CharField(allow_blank=True, help_text=USERINFO_HELP)
     client_id = serializers.CharField()
     client_secret = serializers.SerializerMethodField(help_text=f"Write-only: '{MASK}' when set, '' when not.")
     scopes = serializers.ListField(child=serializers.CharField())
@@ -129,6 +140,7 @@ class OAuthProviderCreateSerializer(StrictInputSerializer):
     authorize_url = serializers.URLField(max_length=500)
     token_url = serializers.URLField(max_length=500)
     revoke_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    userinfo_url = serializers.URLField(max_length=500, required=False, allow_blank=True, help_text=USERINFO_HELP)
     client_id = serializers.CharField(max_length=500)
     client_secret = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=2000)
     scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
@@ -142,6 +154,7 @@ class OAuthProviderUpdateSerializer(StrictInputSerializer):
     authorize_url = serializers.URLField(max_length=500, required=False)
     token_url = serializers.URLField(max_length=500, required=False)
     revoke_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    userinfo_url = serializers.URLField(max_length=500, required=False, allow_blank=True, help_text=USERINFO_HELP)
     client_id = serializers.CharField(max_length=500, required=False)
     client_secret = serializers.CharField(
         required=False, allow_blank=True, write_only=True, max_length=2000,
@@ -180,8 +193,15 @@ class RequirementSpecSerializer(StrictInputSerializer):
     scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, help_text="OAuth2 only.")
     config = serializers.DictField(
         required=False,
-        help_text='OAuth2 only, required there: builder-fixed config of the end users\' connections, {"url": '
-                  '"https://api.example.com"}: the origin their tokens may be sent to.',
+        help_text='Builder-fixed, non-secret fields of the end users\' connections (SPEC §13), e.g. {"url", "header", '
+                  '"prefix"} for http_api_key or {"base_url"} for openai; end users are asked only for the rest. '
+                  'Required for oauth2: {"url": "https://api.example.com"}, the origin their tokens may be sent to.',
+    )
+    verify = serializers.JSONField(
+        required=False,
+        help_text='The link-time probe: {"method": "GET", "path": "/v1/me", "expect": [200], "account": {"id": '
+                  '"<json path>", "label": "<json path>"}}, relative to the connection\'s base URL; false skips the '
+                  "connection type's default probe (openai: GET models).",
     )
 
 
@@ -248,6 +268,18 @@ class WorkflowVersionCreateSerializer(StrictInputSerializer):
 
 
 ANONYMOUS_UPLOADS_HELP = "Public Apps: whether callers without an access key may upload files (default false)."
+DISPLAY_NAME_HELP = "The name the hosted connect page shows (blank: the App's name)."
+LOGO_URL_HELP = "The hosted connect page's logo: an https URL (blank: none)."
+ACCENT_COLOR_HELP = "The hosted connect page's accent colour, #rrggbb (blank: the default)."
+SUPPORT_URL_HELP = "A help link on the hosted connect page: an https URL (blank: none)."
+
+
+class BrandingInputMixin(serializers.Serializer):
+    # Checked by apps.deployments.services.validate_branding (the one rule for the API and the admin).
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True, help_text=DISPLAY_NAME_HELP)
+    logo_url = serializers.CharField(max_length=500, required=False, allow_blank=True, help_text=LOGO_URL_HELP)
+    accent_color = serializers.CharField(max_length=7, required=False, allow_blank=True, help_text=ACCENT_COLOR_HELP)
+    support_url = serializers.CharField(max_length=500, required=False, allow_blank=True, help_text=SUPPORT_URL_HELP)
 
 
 @with_examples(ex.APP)
@@ -259,6 +291,10 @@ class AppSerializer(serializers.Serializer):
     project_id = serializers.UUIDField()
     allowed_redirect_origins = serializers.ListField(child=serializers.CharField())
     allow_anonymous_uploads = serializers.BooleanField()
+    display_name = serializers.CharField(allow_blank=True, help_text=DISPLAY_NAME_HELP)
+    logo_url = serializers.CharField(allow_blank=True, help_text=LOGO_URL_HELP)
+    accent_color = serializers.CharField(allow_blank=True, help_text=ACCENT_COLOR_HELP)
+    support_url = serializers.CharField(allow_blank=True, help_text=SUPPORT_URL_HELP)
     current_deployment_id = serializers.UUIDField(allow_null=True)
     workflow_version_id = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -278,7 +314,7 @@ class AppCreatedSerializer(AppSerializer):
 
 
 @with_examples(ex.APP_CREATE)
-class AppCreateSerializer(StrictInputSerializer):
+class AppCreateSerializer(BrandingInputMixin, StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False, default=App.AccessType.PRIVATE)
     allowed_redirect_origins = serializers.ListField(
@@ -294,7 +330,7 @@ class AppCreateSerializer(StrictInputSerializer):
 
 
 @with_examples(ex.APP_UPDATE)
-class AppUpdateSerializer(StrictInputSerializer):
+class AppUpdateSerializer(BrandingInputMixin, StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     hostname = serializers.CharField(
         max_length=253, required=False,
@@ -340,5 +376,6 @@ class LinkSerializer(serializers.Serializer):
     requirement_id = serializers.UUIDField()
     connection_id = serializers.UUIDField()
     status = serializers.ChoiceField(source="connection.status", choices=Connection.Status.choices)
+    account = serializers.JSONField(source="connection.account", allow_null=True, help_text=ACCOUNT_HELP)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
