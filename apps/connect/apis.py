@@ -114,7 +114,8 @@ class RequirementListApi(_ConnectApi):
         spec = serializers.JSONField(source="requirement.spec")
         status = serializers.CharField()
         fields = serializers.SerializerMethodField(
-            method_name="get_asked_fields", help_text="What the end user is asked for: the connection type's fields minus those the builder fixed "
+            method_name="get_asked_fields",
+            help_text="What the end user is asked for: the connection type's fields minus those the builder fixed "
                       "in spec.config (empty for oauth2: the provider's consent fills the connection).")
         account = serializers.JSONField(
             allow_null=True, help_text='The linked account, {"id", "label"}, when known (SPEC §13).')

@@ -210,7 +210,8 @@ def canonical_type(name: str) -> str:
     """`dynamiq.connections.Http` -> `http`. Raises ConfigError for an unknown type."""
     canonical = _ALIASES.get(str(name).strip().lower())
     if canonical is None:
-        raise ConfigError({"type": [f"Unknown connection type '{name}'. Known: {', '.join(REGISTRY)}."]})
+        # The given name is not echoed: an answer repeats only the registry's words, never a client's string.
+        raise ConfigError({"type": [f"Unknown connection type. Known: {', '.join(REGISTRY)}."]})
     return canonical
 
 
@@ -421,10 +422,12 @@ def validate_fixed_config(type_name: str, config: Any) -> dict:
         f = allowed.get(name)
         if f is None:
             known = ctype.field(name)
-            errors.setdefault("config", []).append(
-                f"{name}: a secret field cannot be fixed by the builder, the end user provides it" if known is not None
-                else f"{name}: unknown field for type {ctype.name}; fixable: {', '.join(allowed) or 'none'}"
-            )
+            # Unknown names are not echoed (a message repeats only the registry's own words).
+            message = (f"{known.name}: a secret field cannot be fixed by the builder, the end user provides it"
+                       if known is not None
+                       else f"unknown field(s) for type {ctype.name}; fixable: {', '.join(allowed) or 'none'}")
+            if message not in errors.get("config", []):
+                errors.setdefault("config", []).append(message)
             continue
         if value is None or (value == "" and f.kind != "string"):
             # A string may be fixed empty (`"prefix": ""`: the key goes in the header as is).

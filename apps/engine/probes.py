@@ -108,7 +108,7 @@ def validate_verify_spec(type_name: str, verify: Any) -> dict:
     errors: dict[str, list[str]] = {}
     unknown = sorted(set(verify) - {"method", "path", "expect", "account"})
     if unknown:
-        errors["verify"] = [f"unknown field(s): {', '.join(map(str, unknown))}"]
+        errors["verify"] = ["unknown field(s); allowed: method, path, expect, account"]  # input is not echoed
     method = str(verify.get("method") or "GET").upper()
     if method not in VERIFY_METHODS:
         errors["method"] = [f"must be one of {', '.join(VERIFY_METHODS)}"]

@@ -218,7 +218,7 @@ class RequirementSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-@with_examples(ex.REQUIREMENT_CREATE)
+@with_examples(ex.REQUIREMENT_CREATE, ex.REQUIREMENT_CREATE_FIXED)
 class RequirementCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100, help_text="Machine name, unique per workflow.")
     title = serializers.CharField(max_length=200)
