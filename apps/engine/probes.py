@@ -272,7 +272,7 @@ def run_probe(
     except BlockedAddressError:
         return _failed("The verification target is not allowed.")
     except NodeError as exc:
-        return _failed(f"The verification request could not be sent ({exc.code}).")
+        return _failed(f"The verification request could not be sent ({exc.type}).")
     except httpx.TimeoutException:
         return _failed(f"The verification request did not finish within {budget_seconds:g} seconds.")
     except httpx.HTTPError as exc:
