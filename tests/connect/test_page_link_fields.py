@@ -104,7 +104,7 @@ def test_without_branding_the_page_uses_the_apps_name_and_no_inline_style(client
 
 def test_a_stored_non_https_logo_is_not_shown(client, linked_world):
     app, _ = linked_world
-    app.logo_url, app.accent_color = "http://cdn.example/logo.png", "red;}body{display:none"  # rows predating checks
+    app.logo_url, app.accent_color = "http://cdn.example/logo.png", "red;}a{"  # rows predating the checks
     app.save(update_fields=["logo_url", "accent_color"])
     _open(client, app)
     html = client.get("/connect").content.decode()
