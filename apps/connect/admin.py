@@ -28,11 +28,12 @@ class ConnectionStatusFilter(admin.SimpleListFilter):
 class EndUserLinkAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     """Links are created by the connect flow (hosted page or connect API); the admin views and revokes them."""
 
-    list_display = ("user_id", "app", "requirement", "connection_type", "status_badge", "created_at")
+    list_display = ("user_id", "app", "requirement", "connection_type", "status_badge", "account_label", "created_at")
     list_filter = ("app", ConnectionStatusFilter, "requirement")
     search_fields = ("user_id",)
     list_select_related = ("app", "requirement", "connection")
-    fields = ("app_link", "user_id", "requirement_link", "connection_link", "status_badge", "created_at", "updated_at")
+    fields = ("app_link", "user_id", "requirement_link", "connection_link", "status_badge", "account_label", "created_at",
+              "updated_at")
     readonly_fields = fields
     actions = ["revoke_links"]
 
@@ -52,6 +53,12 @@ class EndUserLinkAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Type")
     def connection_type(self, obj: EndUserLink) -> str:
         return obj.connection.type
+
+    @admin.display(description="Account")
+    def account_label(self, obj: EndUserLink) -> str:
+        # SPEC §13: whose upstream account the link holds (not secret); "" when the upstream did not say.
+        account = obj.connection.account or {}
+        return str(account.get("label") or account.get("id") or "")
 
     @admin.display(description="Status", ordering="connection__status")
     def status_badge(self, obj: EndUserLink):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -52,6 +52,11 @@ class ConnectTokenCreateApi(APIView):
             help_text="Open the hosted page to replace the credentials of requirements already linked (SPEC §13): "
                       "the current ones keep serving runs until the new ones are complete.",
         )
+        expected_account = StrictCharField(
+            required=False, allow_blank=True, max_length=255,
+            help_text="The upstream account id the end user must link (as the verification or the provider's "
+                      "userinfo names it); another account is refused with 422 account_mismatch.",
+        )
 
     class ConnectTokenSerializer(serializers.Serializer):
         token = serializers.CharField()
@@ -64,7 +69,7 @@ class ConnectTokenCreateApi(APIView):
         examples=ex.TOKEN_CREATE,
     )
     def post(self, request):
-        data = _exact_fields(request.data, {"user_id", "redirect_url", "reconnect"})
+        data = _exact_fields(request.data, {"user_id", "redirect_url", "reconnect", "expected_account"})
         serializer = self.ConnectTokenInputSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         log_context.bind(user_id=serializer.validated_data["user_id"])
@@ -119,6 +124,19 @@ class RequirementListApi(_ConnectApi):
         description = serializers.CharField(source="requirement.description")
         spec = serializers.JSONField(source="requirement.spec")
         status = serializers.CharField()
+        fields = serializers.SerializerMethodField(
+            method_name="get_asked_fields",
+            help_text="What the end user is asked for: the connection type's fields minus those the builder fixed "
+                      "in spec.config (empty for oauth2: the provider's consent fills the connection).")
+        account = serializers.JSONField(
+            allow_null=True, help_text='The linked account, {"id", "label"}, when known (SPEC §13).')
+
+        @extend_schema_field(serializers.ListField(child=inline_serializer("ConnectAskedField", {
+            "name": serializers.CharField(), "label": serializers.CharField(), "kind": serializers.CharField(),
+            "required": serializers.BooleanField(), "secret": serializers.BooleanField(),
+        })))
+        def get_asked_fields(self, st) -> list[dict]:
+            return selectors.asked_fields(st.requirement)
 
     @extend_schema(
         tags=["connect"], operation_id="connect_requirements_list", summary="The App's requirements for this end user",
@@ -143,8 +161,14 @@ class RequirementCredentialsApi(_ConnectApi):
         summary="Link credentials for a requirement", request=ConnectCredentialsInputSerializer,
         description="Stores the credentials (201). When the App verifies its users (`connect_verifier_url`), "
                     "they wait for the App's confirmation instead (202, with the flow to confirm); a linked "
-                    "requirement keeps serving runs with its current credentials meanwhile.",
-        responses={201: ConnectMessageSerializer, 202: ConnectPendingSerializer, **error_responses(400, 401, 404)},
+                    "requirement keeps serving runs with its current credentials meanwhile. Fields the requirement "
+                    "fixes (spec.config) may not be sent (400). The credentials are verified first: 422 "
+                    "`credentials_invalid` (the service answered 401/403), `verification_failed` (any other "
+                    "failure) or `account_mismatch` (another account than the token's expected_account); nothing "
+                    "is stored then.",
+        responses={201: ConnectMessageSerializer, 202: ConnectPendingSerializer, **error_responses(
+            400, 401, 404, 422,
+            _422="`credentials_invalid`, `verification_failed` or `account_mismatch`: nothing was stored.")},
         examples=ex.CREDENTIALS,
     )
     def post(self, request, requirement_id):
@@ -154,6 +178,7 @@ class RequirementCredentialsApi(_ConnectApi):
         link = services.end_user_connection_save(
             app=request.user.app, user_id=request.user.user_id, requirement=requirement,
             type=serializer.validated_data["type"], config=serializer.validated_data["config"],
+            expected_account=request.auth.expected_account,
         )
         flow = getattr(link, "verification_flow", None)
         if flow is not None:
@@ -180,7 +205,7 @@ class RequirementAuthorizeApi(_ConnectApi):
         claims = request.auth
         url = services.end_user_authorize(
             app=request.user.app, user_id=claims.user_id, requirement=requirement, connect_token_id=claims.jti,
-            return_to=claims.redirect_url,
+            return_to=claims.redirect_url, expected_account=claims.expected_account,
         )
         return Response({"data": {"url": url}})
 

@@ -19,12 +19,17 @@ TOKEN_CREATE = [
 ]
 REQUIREMENTS = [response_example("One linked, one pending", {"data": [
     {"id": REQUIREMENT_ID, "type": "http_api_key", "name": "billing", "title": "Your billing account",
-     "description": "The API key of your billing account.", "spec": {"connection_type": "http_api_key"},
-     "status": "completed"},
+     "description": "The API key of your billing account.",
+     "spec": {"connection_type": "http_api_key", "config": {"url": "https://billing.example.com"}},
+     "status": "completed",
+     "fields": [{"name": "api_key", "label": "API key", "kind": "string", "required": True, "secret": True},
+                {"name": "header", "label": "Header name", "kind": "string", "required": False, "secret": False},
+                {"name": "prefix", "label": "Value prefix", "kind": "string", "required": False, "secret": False}],
+     "account": {"id": "acct_1042", "label": "ada@example.com"}},
     {"id": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c41", "type": "oauth2", "name": "calendar", "title": "Your calendar",
      "description": "", "spec": {"connection_type": "oauth2", "provider_id": "7a1e5c3b-2d4f-4e6a-9b8c-1f0e2d3c4b52",
-                                 "scopes": ["calendar:read"]},
-     "status": "pending"},
+                                 "scopes": ["calendar:read"], "config": {"url": "https://calendar.example.com"}},
+     "status": "pending", "fields": [], "account": None},
 ]})]
 CREDENTIALS = [
     request_example("Link an API key", {"type": "http_api_key",
@@ -34,6 +39,9 @@ CREDENTIALS = [
         "message": "pending_verification", "flow_id": "3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b9a",
         "verify_url": "https://app.example.com/connect/verify?flow_id=3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b9a",
     }, status_codes=[202]),
+    response_example("The service rejected the key", {"error": {
+        "code": "credentials_invalid", "message": "The service rejected these credentials. Check them and try again.",
+        "details": {"status_code": 401}}}, status_codes=[422]),
 ]
 AUTHORIZE = [response_example("The provider's consent page", {"data": {
     "url": "https://auth.example.com/oauth/authorize?response_type=code&client_id=platform&state=...&"

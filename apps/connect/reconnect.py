@@ -46,19 +46,21 @@ def _grant(config: dict[str, Any] | None) -> tuple[str, str]:
     return config.get("refresh_token") or "", config.get("access_token") or ""
 
 
-def swap_in(*, connection: Connection, config: dict[str, Any], actor: str) -> None:
+def swap_in(*, connection: Connection, config: dict[str, Any], actor: str, also: dict[str, Any] | None = None) -> None:
     """Inside the caller's transaction, with `connection` locked: the new config replaces the current one
     (same ID), the connection turns active and healthy, `link.reconnected` is sent, and the replaced OAuth2
     grant is revoked upstream once the transaction commits.
 
     OAuth2: `config` is a token set (oauth_client.token_set); the stored provider, URL and scopes stay.
+    `also`: non-secret columns written with it (the new credentials' `account`, `last_verified_at`).
     """
     previous = dict(connection.config or {})
     if connection.type == "oauth2":
         oauth_flows.tokens_store(connection=connection, tokens={k: v for k, v in config.items() if k in TOKEN_FIELDS},
-                                 actor=actor)
+                                 actor=actor, also=also)
     else:
-        connection_write_config(connection=connection, config=config, actor=actor, status=Connection.Status.ACTIVE)
+        connection_write_config(connection=connection, config=config, actor=actor, status=Connection.Status.ACTIVE,
+                                changes=also)
     connection.health = Connection.Health.OK
     connection.refresh_failures = 0
     connection.status_reason = RECONNECTED

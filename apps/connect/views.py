@@ -9,8 +9,11 @@ or a Referer header. Every response carries a strict CSP, `Referrer-Policy: no-r
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import logging
+import re
 import time
 
 from django.contrib import messages
@@ -37,21 +40,27 @@ RECONNECTED_KEY = "connect_reconnected"  # requirement IDs reconnected in this s
 AUTO_RETURN_SECONDS = 3
 
 
-def _csp(form_origins=()) -> str:
+def _csp(form_origins=(), img_origins=(), style_hashes=()) -> str:
     form_action = " ".join(["'self'", *sorted({o for o in form_origins if o})])
+    img_src = " ".join(["'self'", *sorted({o for o in img_origins if o})])
+    style_src = " ".join(["'self'", *(f"'sha256-{h}'" for h in sorted(set(style_hashes)))])
     return (
-        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        f"default-src 'none'; style-src {style_src}; img-src {img_src}; "
         f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     )
 
 
 def secured(view):
-    """Security headers on every connect page response (views may add provider origins to form-action)."""
+    """Security headers on every connect page response (views may add provider origins to form-action, the
+    App's logo origin to img-src and the hash of the App's one branding `<style>` to style-src)."""
 
     @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
         response = view(request, *args, **kwargs)
-        response["Content-Security-Policy"] = _csp(getattr(response, "form_origins", ()))
+        response["Content-Security-Policy"] = _csp(
+            getattr(response, "form_origins", ()), getattr(response, "img_origins", ()),
+            getattr(response, "style_hashes", ()),
+        )
         response["Referrer-Policy"] = "no-referrer"
         response["X-Frame-Options"] = "DENY"
         response["Cache-Control"] = "no-store"
@@ -88,6 +97,7 @@ class _Context:
         self.redirect_url: str = data.get("redirect_url") or ""
         self.browser_secret: str = data["browser"]
         self.reconnect: bool = bool(data.get("reconnect"))
+        self.expected_account: str = data.get("expected_account") or ""
 
 
 def _session_context(request) -> _Context | HttpResponse:
@@ -126,6 +136,38 @@ def _reconnecting(request, ctx: _Context, st, form_errors: dict | None) -> bool:
     return ctx.reconnect and rid not in request.session.get(RECONNECTED_KEY, [])
 
 
+_ACCENT = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def _darker(color: str) -> str:
+    channels = [int(color[i:i + 2], 16) * 85 // 100 for i in (1, 3, 5)]
+    return "#" + "".join(f"{c:02x}" for c in channels)
+
+
+def branding(app) -> dict:
+    """The App's branding for the hosted page (SPEC §13), re-checked here as stored rows may predate validation.
+
+    The accent colour goes in one small `<style>` element whose SHA-256 the CSP allows (no 'unsafe-inline'):
+    only a validated `#rrggbb` ever reaches it. The logo is loaded from its https origin only (img-src)."""
+    accent = app.accent_color if _ACCENT.fullmatch(app.accent_color or "") else ""
+    style = f":root{{--accent:{accent};--accent-dark:{_darker(accent)}}}" if accent else ""
+    logo = app.logo_url if (app.logo_url or "").startswith("https://") and origins.browser_origin(app.logo_url) else ""
+    support = (app.support_url if (app.support_url or "").startswith("https://")
+               and origins.browser_origin(app.support_url) else "")
+    return {
+        "name": app.display_name or app.name, "logo_url": logo, "support_url": support, "style": style,
+        "style_hash": base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() if style else "",
+    }
+
+
+def _branded(response: HttpResponse, brand: dict) -> HttpResponse:
+    if brand["logo_url"]:
+        response.img_origins = {origins.origin_text(brand["logo_url"])}
+    if brand["style_hash"]:
+        response.style_hashes = {brand["style_hash"]}
+    return response
+
+
 def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: int = 200) -> HttpResponse:
     """Render the requirement list. `form_errors`: {requirement_id: (field errors, submitted data, message)}."""
     statuses = selectors.requirement_statuses(app=ctx.app, user_id=ctx.user_id)
@@ -137,21 +179,26 @@ def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: in
         requirement = st.requirement
         ctype = connection_types.get_type(requirement.connection_type)
         item = {"status": st, "requirement": requirement, "type_label": ctype.label, "oauth": ctype.oauth,
-                "id": str(requirement.id), "error": None, "fields": [], "reconnecting": False}
+                "id": str(requirement.id), "error": None, "fields": [], "reconnecting": False, "account": st.account}
         if st.completed:
             item["reconnecting"] = _reconnecting(request, ctx, st, form_errors)
         if ctype.oauth:
             provider_origins.add(_provider_origin(ctx.app, requirement))
         elif not st.completed or item["reconnecting"]:
             errors, data, message = (form_errors or {}).get(str(requirement.id), ({}, None, None))
-            item["fields"] = forms.credential_fields(ctype.name, id_prefix=f"r-{requirement.id}", data=data, errors=errors)
+            item["fields"] = forms.credential_fields(
+                ctype.name, id_prefix=f"r-{requirement.id}", data=data, errors=errors,
+                fixed=(requirement.spec or {}).get("config"),
+            )
             item["error"] = message
         items.append(item)
     # A reconnect page is done once every requirement it offers again was reconnected.
     all_complete = bool(items) and all(item["status"].completed and not item["reconnecting"] for item in items)
     just_completed = request.session.pop(JUST_COMPLETED_KEY, False) if all_complete else False
+    brand = branding(ctx.app)
     context = {
         "app": ctx.app,
+        "brand": brand,
         "items": items,
         "all_complete": all_complete,
         "pending_count": sum(1 for st in statuses if not st.completed),
@@ -163,7 +210,7 @@ def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: in
     }
     response = render(request, "connect/page.html", context, status=status)
     response.form_origins = provider_origins
-    return response
+    return _branded(response, brand)
 
 
 def _provider_origin(app, requirement) -> str:
@@ -232,6 +279,7 @@ def _exchange_token(request, token: str) -> HttpResponse:
         "user_id": claims.user_id,
         "jti": claims.jti,
         "redirect_url": claims.redirect_url,
+        "expected_account": claims.expected_account,
         "exp": int(claims.expires_at.timestamp()),
         "browser": oauth_state.new_browser_secret(),
         "reconnect": claims.reconnect,
@@ -266,13 +314,13 @@ def submit_credentials(request: HttpRequest, requirement_id) -> HttpResponse:
     if not errors:
         try:
             link = services.end_user_connection_save(app=ctx.app, user_id=ctx.user_id, requirement=requirement,
-                                                     config=config)
+                                                     config=config, expected_account=ctx.expected_account)
         except ApplicationError as exc:
             errors = dict((exc.details or {}).get("config") or {})
             if not errors:
                 errors = {"config": [exc.message]}
     if errors:
-        field_names = {f.name for f in connection_types.get_type(ctype).fields}
+        field_names = {f.name for f in connection_types.asked_fields(ctype, (requirement.spec or {}).get("config"))}
         general = [m for k, msgs in errors.items() if k not in field_names for m in msgs]
         message = "Please correct the highlighted fields." + (" " + " ".join(general) if general else "")
         return _page(request, ctx, form_errors={str(requirement.id): (errors, request.POST, message)}, status=400)
@@ -314,6 +362,7 @@ def start_oauth(request: HttpRequest, requirement_id) -> HttpResponse:
         url = services.end_user_authorize(
             app=ctx.app, user_id=ctx.user_id, requirement=requirement, connect_token_id=ctx.jti,
             browser_binding=oauth_state.browser_binding_digest(ctx.browser_secret), return_to=reverse("connect:page"),
+            expected_account=ctx.expected_account,
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)

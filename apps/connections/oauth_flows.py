@@ -104,13 +104,15 @@ def authorization_code_exchange(*, record: OAuthState, code: str) -> dict[str, A
     return result
 
 
-def authorized_tokens_store(*, record: OAuthState, token: dict[str, Any]) -> Connection:
-    """Inside the caller's transaction: lock the flow's connection, store the tokens, mark it active."""
+def authorized_tokens_store(*, record: OAuthState, token: dict[str, Any], account: dict | None = None) -> Connection:
+    """Inside the caller's transaction: lock the flow's connection, store the tokens (and the account the
+    provider's userinfo named, SPEC §13), mark it active."""
     locked = Connection.objects.select_for_update().filter(pk=record.connection_id).first()
     if locked is None:
         raise OAuthFlowError("The connection was removed while authorizing.", code="invalid_state")
     actor = f"end_user:{record.user_id}" if record.user_id else "oauth2:consent"
-    return tokens_store(connection=locked, tokens=token_set(token, previous=locked.config or {}), actor=actor)
+    return tokens_store(connection=locked, tokens=token_set(token, previous=locked.config or {}), actor=actor,
+                        also={"account": account})
 
 
 def refresh_schedule(*, tokens: dict[str, Any], now: datetime) -> datetime | None:
@@ -129,10 +131,11 @@ def refresh_schedule(*, tokens: dict[str, Any], now: datetime) -> datetime | Non
     return min(expiry - lead, latest)
 
 
-def tokens_store(*, connection: Connection, tokens: dict[str, Any], actor: str) -> Connection:
+def tokens_store(*, connection: Connection, tokens: dict[str, Any], actor: str, also: dict | None = None) -> Connection:
     """Write the token set into the (locked, freshly read) connection and mark it active.
 
     New tokens also reset the upkeep: health ok, no failure count or reason, and the next proactive refresh.
+    `also`: more non-secret columns for the same write (the account userinfo named).
     """
     config = {k: v for k, v in (connection.config or {}).items() if k not in TOKEN_FIELDS}
     config.update(tokens)
@@ -142,7 +145,7 @@ def tokens_store(*, connection: Connection, tokens: dict[str, Any], actor: str) 
         connection=connection, config=config, actor=actor, status=Connection.Status.ACTIVE,
         expires_at=datetime.fromtimestamp(expires_at, tz=UTC) if isinstance(expires_at, int) else None,
         changes={"health": Connection.Health.OK, "refresh_failures": 0, "status_reason": "",
-                 "last_refreshed_at": now, "next_refresh_at": refresh_schedule(tokens=tokens, now=now)},
+                 "last_refreshed_at": now, "next_refresh_at": refresh_schedule(tokens=tokens, now=now), **(also or {})},
     )
 
 
@@ -333,6 +336,22 @@ def _refresh_due_one(pk) -> RefreshOutcome:
         if not _is_due(locked, timezone.now()):
             return RefreshOutcome.SKIPPED  # a run (or another job run) refreshed it while we waited for the lock
         return _refresh_locked(locked)
+
+
+def revoke_token_set(*, provider: OAuthProvider, token: dict[str, Any]) -> bool | None:
+    """Revoke a grant that is not stored (refused after the exchange): as `revoke_upstream`, from the answer."""
+    if not provider.revoke_url:
+        return None
+    value, hint = token.get("refresh_token"), "refresh_token"
+    if not value:
+        value, hint = token.get("access_token"), "access_token"
+    if not value:
+        return None
+    try:
+        return oauth_client.revoke(provider=provider, token=str(value), hint=hint) == 200
+    except Exception as exc:
+        logger.warning("oauth2 revocation of a refused grant failed: %s", type(exc).__name__)
+        return False
 
 
 def revoke_upstream(*, connection: Connection) -> bool | None:

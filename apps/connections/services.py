@@ -52,7 +52,8 @@ def connection_write_config(
 
     An unsaved `connection` is inserted; a saved one must already be locked (or just created) by the caller,
     which validated `config`. `status` and `expires_at` are written only when given; `changes`: other columns
-written in the same UPDATE (e.g. the health and refresh schedule a token store sets). The history row records
+    written in the same UPDATE, none secret (the health and refresh schedule a token store sets; `account` and
+    `last_verified_at` after a link-time verification). The history row records
     who, when, which fields changed and a keyed fingerprint of the new config: never a value.
     """
     label = actor_label(actor)[:200]
@@ -191,19 +192,22 @@ def oauth_provider_create(
     scopes: list[str] | None = None,
     revoke_url: str = "",
     pkce: bool = True,
+    userinfo_url: str = "",
 ) -> OAuthProvider:
     if OAuthProvider.objects.filter(project=project, name=name).exists():
         raise Conflict("An OAuth2 provider with this name already exists in the project.")
     return OAuthProvider.objects.create(
         project=project, name=name, authorize_url=authorize_url, token_url=token_url, client_id=client_id,
         client_secret=client_secret or "", scopes=list(scopes or []), revoke_url=revoke_url or "", pkce=pkce,
+        userinfo_url=userinfo_url or "",
     )
 
 
 @transaction.atomic
 def oauth_provider_update(*, provider: OAuthProvider, **changes: Any) -> OAuthProvider:
     """Update the given fields; a blank client_secret keeps the stored one (write-only)."""
-    allowed = {"name", "authorize_url", "token_url", "revoke_url", "client_id", "client_secret", "scopes", "pkce"}
+    allowed = {"name", "authorize_url", "token_url", "revoke_url", "userinfo_url", "client_id", "client_secret",
+               "scopes", "pkce"}
     unknown = set(changes) - allowed
     if unknown:
         raise BadRequest("Unknown fields.", details={k: ["not allowed"] for k in sorted(unknown)})
@@ -211,7 +215,8 @@ def oauth_provider_update(*, provider: OAuthProvider, **changes: Any) -> OAuthPr
         changes.pop("client_secret", None)
         # The client secret (and every connection's refresh token) goes to these URLs: a new one needs
         # the secret typed again, so a client that cannot read the secret cannot redirect it either.
-        moved = [f for f in ("authorize_url", "token_url", "revoke_url")
+        # userinfo_url too: every new access token is sent there.
+        moved = [f for f in ("authorize_url", "token_url", "revoke_url", "userinfo_url")
                  if f in changes and (changes[f] or "") != (getattr(provider, f) or "")]
         if moved and provider.client_secret:
             raise BadRequest(

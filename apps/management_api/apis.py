@@ -412,6 +412,7 @@ class AppListApi(ManagementAPIView):
             allowed_redirect_origins=data["allowed_redirect_origins"], hostname=data.get("hostname"),
             allow_anonymous_uploads=data["allow_anonymous_uploads"],
             connect_verifier_url=data["connect_verifier_url"],
+            **{name: data[name] for name in deployment_services.BRANDING_FIELDS if name in data},
         )
         return _data(s.AppCreatedSerializer, app, 201)
 

@@ -37,8 +37,8 @@ CONNECTION = response_example("A shared API-key connection", {
     "id": CONNECTION_ID, "name": "billing-api", "type": "http_api_key", "status": "active",
     "config": {"url": "https://billing.example.com", "api_key": MASK},
     "project_id": PROJECT_ID, "owner": {"type": "project", "app_id": None, "user_id": None},
-    "expires_at": None, "health": "ok", "status_reason": "", "last_verified_at": None, "last_refreshed_at": None,
-    "next_refresh_at": None, "created_at": CREATED, "updated_at": UPDATED,
+    "expires_at": None, "account": None, "health": "ok", "status_reason": "", "last_verified_at": None,
+    "last_refreshed_at": None, "next_refresh_at": None, "created_at": CREATED, "updated_at": UPDATED,
 })
 CONNECTION_CREATE = request_example("Create an API-key connection", {
     "name": "billing-api", "type": "http_api_key",
@@ -57,6 +57,7 @@ AUTHORIZATION_URL = response_example("The provider's consent page", {
 PROVIDER = response_example("An OAuth2 provider", {
     "id": PROVIDER_ID, "name": "example-oauth", "authorize_url": "https://auth.example.com/oauth/authorize",
     "token_url": "https://auth.example.com/oauth/token", "revoke_url": "https://auth.example.com/oauth/revoke",
+    "userinfo_url": "https://auth.example.com/oauth/userinfo",
     "client_id": "platform", "client_secret": MASK, "scopes": ["invoices:read"], "pkce": True,
     "project_id": PROJECT_ID, "created_at": CREATED, "updated_at": UPDATED,
 })
@@ -85,6 +86,13 @@ REQUIREMENT_CREATE = request_example("Each end user links a billing API key", {
     "name": "billing", "title": "Your billing account", "description": "The API key of your billing account.",
     "spec": {"connection_type": "http_api_key"},
 })
+REQUIREMENT_CREATE_FIXED = request_example("Only the key is asked, and verified before it is stored", {
+    "name": "billing", "title": "Your billing account", "description": "The API key of your billing account.",
+    "spec": {"connection_type": "http_api_key",
+             "config": {"url": "https://api.billing.example", "header": "X-Api-Key", "prefix": ""},
+             "verify": {"method": "GET", "path": "/v1/me", "expect": [200],
+                        "account": {"id": "$.id", "label": "$.email"}}},
+})
 REQUIREMENT_UPDATE = request_example("Retitle it", {"title": "Billing account (read-only key)"})
 VERSION = response_example("Version 2", {
     "id": VERSION_ID, "workflow_id": WORKFLOW_ID, "number": 2, "description": "Search invoices by question.",
@@ -98,7 +106,8 @@ VERSION_CREATE = request_example("Save a definition", {"definition": DEFINITION,
 _APP = {
     "id": APP_ID, "name": "Invoice bot", "hostname": f"{APP_ID}.apps.localhost", "access_type": "private",
     "project_id": PROJECT_ID, "allowed_redirect_origins": ["https://app.example.com"],
-    "allow_anonymous_uploads": False, "connect_verifier_url": "",
+    "allow_anonymous_uploads": False, "connect_verifier_url": "", "display_name": "Invoice bot",
+    "logo_url": "https://app.example.com/logo.png", "accent_color": "#3b5bdb", "support_url": "https://app.example.com/help",
     "current_deployment_id": DEPLOYMENT_ID, "workflow_version_id": VERSION_ID,
     "created_at": CREATED, "updated_at": UPDATED,
 }
@@ -129,6 +138,7 @@ ROLLBACK_TO = request_example("Back to a given deployment", {"deployment_id": DE
 LINK = response_example("user-42's link", {
     "id": LINK_ID, "app_id": APP_ID, "user_id": "user-42", "requirement_id": REQUIREMENT_ID,
     "connection_id": END_USER_CONNECTION_ID, "status": "active", "health": "ok", "status_reason": "",
+    "account": {"id": "acct_1042", "label": "ada@example.com"},
     "last_verified_at": None, "last_refreshed_at": UPDATED, "next_refresh_at": "2025-01-16T14:55:00Z",
     "created_at": CREATED, "updated_at": UPDATED,
 })

@@ -43,6 +43,9 @@ class AuthorizationUrlSerializer(serializers.Serializer):
 # Connections
 
 
+ACCOUNT_HELP = 'The upstream account the credentials belong to, {"id", "label"} (SPEC §13); null when unknown.'
+
+
 class ConnectionOwnerSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=Connection.Owner.choices)
     app_id = serializers.UUIDField(allow_null=True)
@@ -67,9 +70,11 @@ class ConnectionSerializer(serializers.Serializer):
         help_text="`degraded` while token refreshes fail transiently (retried with backoff; status unchanged).",
     )
     status_reason = serializers.CharField(help_text="Why the status or health last changed; never a secret.")
-    last_verified_at = serializers.DateTimeField(allow_null=True)
+    last_verified_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the credentials last passed a link-time verification.")
     last_refreshed_at = serializers.DateTimeField(allow_null=True, help_text="When OAuth2 tokens were last obtained.")
     next_refresh_at = serializers.DateTimeField(allow_null=True, help_text="When the OAuth2 token is refreshed next.")
+    account = serializers.JSONField(allow_null=True, help_text=ACCOUNT_HELP)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -114,6 +119,10 @@ class ConnectionUpdateSerializer(StrictInputSerializer):
 # OAuth2 providers
 
 
+USERINFO_HELP = ("Optional: read with each new access token to learn the account (`sub`|`id`, `email`|`login`|`name`). "
+                 "Changing it needs the client secret again, like the other URLs tokens go to.")
+
+
 @with_examples(ex.PROVIDER)
 class OAuthProviderSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -121,6 +130,7 @@ class OAuthProviderSerializer(serializers.Serializer):
     authorize_url = serializers.URLField()
     token_url = serializers.URLField()
     revoke_url = serializers.CharField(allow_blank=True)
+    userinfo_url = serializers.CharField(allow_blank=True, help_text=USERINFO_HELP)
     client_id = serializers.CharField()
     client_secret = serializers.SerializerMethodField(help_text=f"Write-only: '{MASK}' when set, '' when not.")
     scopes = serializers.ListField(child=serializers.CharField())
@@ -139,6 +149,7 @@ class OAuthProviderCreateSerializer(StrictInputSerializer):
     authorize_url = serializers.URLField(max_length=500)
     token_url = serializers.URLField(max_length=500)
     revoke_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    userinfo_url = serializers.URLField(max_length=500, required=False, allow_blank=True, help_text=USERINFO_HELP)
     client_id = serializers.CharField(max_length=500)
     client_secret = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=2000)
     scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
@@ -152,6 +163,7 @@ class OAuthProviderUpdateSerializer(StrictInputSerializer):
     authorize_url = serializers.URLField(max_length=500, required=False)
     token_url = serializers.URLField(max_length=500, required=False)
     revoke_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    userinfo_url = serializers.URLField(max_length=500, required=False, allow_blank=True, help_text=USERINFO_HELP)
     client_id = serializers.CharField(max_length=500, required=False)
     client_secret = serializers.CharField(
         required=False, allow_blank=True, write_only=True, max_length=2000,
@@ -190,8 +202,15 @@ class RequirementSpecSerializer(StrictInputSerializer):
     scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, help_text="OAuth2 only.")
     config = serializers.DictField(
         required=False,
-        help_text='OAuth2 only, required there: builder-fixed config of the end users\' connections, {"url": '
-                  '"https://api.example.com"}: the origin their tokens may be sent to.',
+        help_text='Builder-fixed, non-secret fields of the end users\' connections (SPEC §13), e.g. {"url", "header", '
+                  '"prefix"} for http_api_key or {"base_url"} for openai; end users are asked only for the rest. '
+                  'Required for oauth2: {"url": "https://api.example.com"}, the origin their tokens may be sent to.',
+    )
+    verify = serializers.JSONField(
+        required=False,
+        help_text='The link-time probe: {"method": "GET", "path": "/v1/me", "expect": [200], "account": {"id": '
+                  '"<json path>", "label": "<json path>"}}, relative to the connection\'s base URL; false skips the '
+                  "connection type's default probe (openai: GET models).",
     )
 
 
@@ -208,7 +227,7 @@ class RequirementSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-@with_examples(ex.REQUIREMENT_CREATE)
+@with_examples(ex.REQUIREMENT_CREATE, ex.REQUIREMENT_CREATE_FIXED)
 class RequirementCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100, help_text="Machine name, unique per workflow.")
     title = serializers.CharField(max_length=200)
@@ -263,6 +282,18 @@ VERIFIER_URL_HELP = (
     "connection serves runs. https (http only with ALLOW_PRIVATE_NETWORK_TARGETS); empty turns it off."
 )
 ANONYMOUS_UPLOADS_HELP = "Public Apps: whether callers without an access key may upload files (default false)."
+DISPLAY_NAME_HELP = "The name the hosted connect page shows (blank: the App's name)."
+LOGO_URL_HELP = "The hosted connect page's logo: an https URL (blank: none)."
+ACCENT_COLOR_HELP = "The hosted connect page's accent colour, #rrggbb (blank: the default)."
+SUPPORT_URL_HELP = "A help link on the hosted connect page: an https URL (blank: none)."
+
+
+class BrandingInputMixin(serializers.Serializer):
+    # Checked by apps.deployments.services.validate_branding (the one rule for the API and the admin).
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True, help_text=DISPLAY_NAME_HELP)
+    logo_url = serializers.CharField(max_length=500, required=False, allow_blank=True, help_text=LOGO_URL_HELP)
+    accent_color = serializers.CharField(max_length=7, required=False, allow_blank=True, help_text=ACCENT_COLOR_HELP)
+    support_url = serializers.CharField(max_length=500, required=False, allow_blank=True, help_text=SUPPORT_URL_HELP)
 
 
 @with_examples(ex.APP)
@@ -275,6 +306,10 @@ class AppSerializer(serializers.Serializer):
     allowed_redirect_origins = serializers.ListField(child=serializers.CharField())
     allow_anonymous_uploads = serializers.BooleanField()
     connect_verifier_url = serializers.CharField(allow_blank=True)
+    display_name = serializers.CharField(allow_blank=True, help_text=DISPLAY_NAME_HELP)
+    logo_url = serializers.CharField(allow_blank=True, help_text=LOGO_URL_HELP)
+    accent_color = serializers.CharField(allow_blank=True, help_text=ACCENT_COLOR_HELP)
+    support_url = serializers.CharField(allow_blank=True, help_text=SUPPORT_URL_HELP)
     current_deployment_id = serializers.UUIDField(allow_null=True)
     workflow_version_id = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -294,7 +329,7 @@ class AppCreatedSerializer(AppSerializer):
 
 
 @with_examples(ex.APP_CREATE)
-class AppCreateSerializer(StrictInputSerializer):
+class AppCreateSerializer(BrandingInputMixin, StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False, default=App.AccessType.PRIVATE)
     allowed_redirect_origins = serializers.ListField(
@@ -312,7 +347,7 @@ class AppCreateSerializer(StrictInputSerializer):
 
 
 @with_examples(ex.APP_UPDATE)
-class AppUpdateSerializer(StrictInputSerializer):
+class AppUpdateSerializer(BrandingInputMixin, StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     hostname = serializers.CharField(
         max_length=253, required=False,
@@ -365,6 +400,7 @@ class LinkSerializer(serializers.Serializer):
     last_verified_at = serializers.DateTimeField(source="connection.last_verified_at", allow_null=True)
     last_refreshed_at = serializers.DateTimeField(source="connection.last_refreshed_at", allow_null=True)
     next_refresh_at = serializers.DateTimeField(source="connection.next_refresh_at", allow_null=True)
+    account = serializers.JSONField(source="connection.account", allow_null=True, help_text=ACCOUNT_HELP)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

@@ -75,3 +75,13 @@ def connect_token(app: App, user_id: str, redirect_url: str = "") -> str:
 
 def bearer(token: str) -> dict:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+@pytest.fixture
+def billing():
+    """A billing API on loopback that accepts one key (tests/connect/link_fields_support.py)."""
+    from tests.connect.link_fields_support import billing_api
+    from tests.support.http_stub import HttpStub
+
+    with HttpStub(billing_api) as stub:
+        yield stub

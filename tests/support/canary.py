@@ -23,7 +23,8 @@ Exemptions (each by design, each narrow):
   is scanned.
 - Access keys, connect tokens and OAuth states are stored as digests: nothing to track.
 - Values shorter than 8 characters, or made of fewer than 4 distinct characters (fuzzers' "0000…"),
-  are too generic to scan for.
+  are too generic to scan for; so are lowercase snake_case words (`page_size`): names the schema fuzzer
+  draws from the API document, which every answer spells as its own keys.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ import pytest
 
 MIN_LENGTH = 8
 MIN_DISTINCT = 4  # fewer distinct characters than this is a filler, not a secret
+# A lowercase snake_case word (`page_size`, `project_id`, `apps_rollback`) is a name the schema fuzzer drew from
+# the API document and stored as a "secret"; every answer spells such names as its own keys, so scanning for
+# them finds the answer's structure, not a leak (which names it draws changes with every schema edit).
+SCHEMA_WORD = re.compile(r"[a-z]+(?:_[a-z]+)+")
 
 # Loggers of the test-only OAuth provider (exempt, see module docstring).
 EXEMPT_LOGGERS = ("oauth2_provider", "oauthlib")
@@ -135,6 +140,8 @@ class Scanner:
             return
         if len(set(value)) < MIN_DISTINCT:
             return  # "00000000…" (fuzzers) matches unrelated data: not a secret worth scanning for
+        if SCHEMA_WORD.fullmatch(value):
+            return  # a field or operation name drawn from the schema (see SCHEMA_WORD)
         with self.lock:
             self.secrets[value] = origin
             for name, form in forms_of(value).items():
