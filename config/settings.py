@@ -121,11 +121,17 @@ SCHEDULER_TICK_SECONDS = env.float("SCHEDULER_TICK_SECONDS", default=30)
 OAUTH_REFRESH_AHEAD_SECONDS = env.float("OAUTH_REFRESH_AHEAD_SECONDS", default=600)
 OAUTH_REFRESH_MAX_AGE_SECONDS = env.float("OAUTH_REFRESH_MAX_AGE_SECONDS", default=24 * 3600)
 OAUTH_REFRESH_EVERY_SECONDS = env.float("OAUTH_REFRESH_EVERY_SECONDS", default=60)
+# After a transient refresh failure (network, timeout, 5xx, 429) the next attempt waits this long, doubling per
+# consecutive failure up to the cap (runs keep the stored token meanwhile).
+OAUTH_REFRESH_RETRY_BASE_SECONDS = env.float("OAUTH_REFRESH_RETRY_BASE_SECONDS", default=60)
+OAUTH_REFRESH_RETRY_MAX_SECONDS = env.float("OAUTH_REFRESH_RETRY_MAX_SECONDS", default=3600)
 # Webhooks are delivered like run callbacks (CALLBACK_RETRY_BASE_SECONDS, CALLBACK_MAX_ATTEMPTS); the sweep
 # re-queues deliveries owed after a restart.
 WEBHOOK_RETRY_SWEEP_SECONDS = env.float("WEBHOOK_RETRY_SWEEP_SECONDS", default=60)
 # A connect flow waiting for the App owner's confirmation (connect_verifier_url) is discarded after this.
 CONNECT_VERIFY_TTL_SECONDS = env.float("CONNECT_VERIFY_TTL_SECONDS", default=600)
+# How often the scheduler discards the flows nobody confirmed in time (revoking what they carried).
+CONNECT_VERIFY_SWEEP_SECONDS = env.float("CONNECT_VERIFY_SWEEP_SECONDS", default=60)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -146,6 +152,7 @@ INSTALLED_APPS = [
     "apps.connect",
     "apps.credentials",
     "apps.runs",
+    "apps.webhooks",  # connection webhooks (SPEC §13): endpoints, deliveries, the lifecycle-event receiver
     "apps.demo",  # `manage.py demo` only: no models
     "apps.mcp",  # SPEC §14: Apps as MCP servers (/mcp on the App host, POST /v1/mcp/sessions); no models
     "apps.scheduler",  # periodic jobs: the lease table, beat's schedule, the embedded thread, `manage.py purge`

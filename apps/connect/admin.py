@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from apps.connections.models import Connection
 from apps.core.admin_utils import CascadeReadOnlyMixin, ReadOnlyAdminMixin, admin_link, badge, confirm_action
 
-from .models import EndUserLink, UsedConnectToken
+from .models import ConnectFlow, EndUserLink, UsedConnectToken
 from .services import link_revoke
 
 
@@ -28,11 +28,12 @@ class ConnectionStatusFilter(admin.SimpleListFilter):
 class EndUserLinkAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     """Links are created by the connect flow (hosted page or connect API); the admin views and revokes them."""
 
-    list_display = ("user_id", "app", "requirement", "connection_type", "status_badge", "created_at")
+    list_display = ("user_id", "app", "requirement", "connection_type", "status_badge", "account_label", "created_at")
     list_filter = ("app", ConnectionStatusFilter, "requirement")
     search_fields = ("user_id",)
     list_select_related = ("app", "requirement", "connection")
-    fields = ("app_link", "user_id", "requirement_link", "connection_link", "status_badge", "created_at", "updated_at")
+    fields = ("app_link", "user_id", "requirement_link", "connection_link", "status_badge", "account_label", "created_at",
+              "updated_at")
     readonly_fields = fields
     actions = ["revoke_links"]
 
@@ -52,6 +53,12 @@ class EndUserLinkAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Type")
     def connection_type(self, obj: EndUserLink) -> str:
         return obj.connection.type
+
+    @admin.display(description="Account")
+    def account_label(self, obj: EndUserLink) -> str:
+        # SPEC §13: whose upstream account the link holds (not secret); "" when the upstream did not say.
+        account = obj.connection.account or {}
+        return str(account.get("label") or account.get("id") or "")
 
     @admin.display(description="Status", ordering="connection__status")
     def status_badge(self, obj: EndUserLink):
@@ -98,3 +105,33 @@ class UsedConnectTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("jti", "used_at", "expires_at")
     search_fields = ("jti",)
     date_hierarchy = "used_at"
+
+
+@admin.register(ConnectFlow)
+class ConnectFlowAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """User-verification flows (connect_verifier_url): written by the connect flow, confirmed by the App's backend,
+    discarded by the sweep. Read-only; the pending config they hold is encrypted and never shown."""
+
+    list_display = ("id", "app", "user_id", "kind", "status_badge", "outcome", "revoked_upstream", "expires_at")
+    list_filter = ("status", "kind", "outcome", "app")
+    search_fields = ("user_id", "id")
+    list_select_related = ("app",)
+    fields = ("id", "app_link", "user_id", "requirement_link", "connection_link", "kind", "status_badge", "outcome",
+              "revoked_upstream", "expires_at", "finished_at", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: ConnectFlow):
+        return badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="App")
+    def app_link(self, obj: ConnectFlow):
+        return admin_link(obj.app)
+
+    @admin.display(description="Requirement")
+    def requirement_link(self, obj: ConnectFlow):
+        return admin_link(obj.requirement)
+
+    @admin.display(description="Connection")
+    def connection_link(self, obj: ConnectFlow):
+        return admin_link(obj.connection) if obj.connection_id else "—"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,7 +13,7 @@ from apps.core.errors import BadRequest
 from apps.core.schema import error_responses
 
 from . import examples as ex
-from . import selectors, services
+from . import selectors, services, verification
 from .authentication import ConnectTokenAuthentication, HasConnectToken
 
 
@@ -47,6 +47,16 @@ class ConnectTokenCreateApi(APIView):
     class ConnectTokenInputSerializer(serializers.Serializer):
         user_id = StrictCharField(min_length=1, max_length=255, trim_whitespace=False)
         redirect_url = StrictCharField(required=False, allow_blank=True, max_length=2000, trim_whitespace=False)
+        reconnect = serializers.BooleanField(
+            required=False, default=False,
+            help_text="Open the hosted page to replace the credentials of requirements already linked (SPEC §13): "
+                      "the current ones keep serving runs until the new ones are complete.",
+        )
+        expected_account = StrictCharField(
+            required=False, allow_blank=True, max_length=255,
+            help_text="The upstream account id the end user must link (as the verification or the provider's "
+                      "userinfo names it); another account is refused with 422 account_mismatch.",
+        )
 
     class ConnectTokenSerializer(serializers.Serializer):
         token = serializers.CharField()
@@ -59,7 +69,7 @@ class ConnectTokenCreateApi(APIView):
         examples=ex.TOKEN_CREATE,
     )
     def post(self, request):
-        data = _exact_fields(request.data, {"user_id", "redirect_url"})
+        data = _exact_fields(request.data, {"user_id", "redirect_url", "reconnect", "expected_account"})
         serializer = self.ConnectTokenInputSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         log_context.bind(user_id=serializer.validated_data["user_id"])
@@ -72,6 +82,12 @@ class ConnectTokenCreateApi(APIView):
 
 class ConnectMessageSerializer(serializers.Serializer):
     message = serializers.CharField()
+
+
+class ConnectPendingSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    flow_id = serializers.UUIDField(help_text="The flow the App's backend confirms: POST /v1/connect/flows/{flow_id}/confirm.")
+    verify_url = serializers.CharField(help_text="The App's connect_verifier_url with this flow_id: send the user there.")
 
 
 class ConnectUnlinkSerializer(serializers.Serializer):
@@ -108,6 +124,19 @@ class RequirementListApi(_ConnectApi):
         description = serializers.CharField(source="requirement.description")
         spec = serializers.JSONField(source="requirement.spec")
         status = serializers.CharField()
+        fields = serializers.SerializerMethodField(
+            method_name="get_asked_fields",
+            help_text="What the end user is asked for: the connection type's fields minus those the builder fixed "
+                      "in spec.config (empty for oauth2: the provider's consent fills the connection).")
+        account = serializers.JSONField(
+            allow_null=True, help_text='The linked account, {"id", "label"}, when known (SPEC §13).')
+
+        @extend_schema_field(serializers.ListField(child=inline_serializer("ConnectAskedField", {
+            "name": serializers.CharField(), "label": serializers.CharField(), "kind": serializers.CharField(),
+            "required": serializers.BooleanField(), "secret": serializers.BooleanField(),
+        })))
+        def get_asked_fields(self, st) -> list[dict]:
+            return selectors.asked_fields(st.requirement)
 
     @extend_schema(
         tags=["connect"], operation_id="connect_requirements_list", summary="The App's requirements for this end user",
@@ -130,16 +159,32 @@ class RequirementCredentialsApi(_ConnectApi):
     @extend_schema(
         tags=["connect"], operation_id="connect_requirements_credentials_create",
         summary="Link credentials for a requirement", request=ConnectCredentialsInputSerializer,
-        responses={201: ConnectMessageSerializer, **error_responses(400, 401, 404)}, examples=ex.CREDENTIALS,
+        description="Stores the credentials (201). When the App verifies its users (`connect_verifier_url`), "
+                    "they wait for the App's confirmation instead (202, with the flow to confirm); a linked "
+                    "requirement keeps serving runs with its current credentials meanwhile. Fields the requirement "
+                    "fixes (spec.config) may not be sent (400). The credentials are verified first: 422 "
+                    "`credentials_invalid` (the service answered 401/403), `verification_failed` (any other "
+                    "failure) or `account_mismatch` (another account than the token's expected_account); nothing "
+                    "is stored then.",
+        responses={201: ConnectMessageSerializer, 202: ConnectPendingSerializer, **error_responses(
+            400, 401, 404, 422,
+            _422="`credentials_invalid`, `verification_failed` or `account_mismatch`: nothing was stored.")},
+        examples=ex.CREDENTIALS,
     )
     def post(self, request, requirement_id):
         requirement = self.requirement(request, requirement_id)
         serializer = self.ConnectCredentialsInputSerializer(data=_exact_fields(request.data, {"type", "config"}))
         serializer.is_valid(raise_exception=True)
-        services.end_user_connection_save(
+        link = services.end_user_connection_save(
             app=request.user.app, user_id=request.user.user_id, requirement=requirement,
             type=serializer.validated_data["type"], config=serializer.validated_data["config"],
+            expected_account=request.auth.expected_account,
         )
+        flow = getattr(link, "verification_flow", None)
+        if flow is not None:
+            return Response({"message": "pending_verification", "flow_id": str(flow.pk),
+                             "verify_url": verification.verifier_redirect_url(app=request.user.app, flow=flow)},
+                            status=status.HTTP_202_ACCEPTED)
         return Response({"message": "created"}, status=status.HTTP_201_CREATED)
 
 
@@ -160,7 +205,7 @@ class RequirementAuthorizeApi(_ConnectApi):
         claims = request.auth
         url = services.end_user_authorize(
             app=request.user.app, user_id=claims.user_id, requirement=requirement, connect_token_id=claims.jti,
-            return_to=claims.redirect_url,
+            return_to=claims.redirect_url, expected_account=claims.expected_account,
         )
         return Response({"data": {"url": url}})
 
@@ -177,3 +222,39 @@ class RequirementConnectionApi(_ConnectApi):
         requirement = self.requirement(request, requirement_id)
         result = services.end_user_unlink(app=request.user.app, user_id=request.user.user_id, requirement=requirement)
         return Response(result)
+
+
+class FlowConfirmApi(APIView):
+    """`POST /v1/connect/flows/{flow_id}/confirm {"user_id"}` on the App host: the App's backend confirms which
+    of its users completed a connection (SPEC §13 user verification)."""
+
+    authentication_classes = [AccessKeyAuthentication]
+    permission_classes = [CanUseApp]
+    rate_limits = {"POST": "connect_tokens"}  # the App backend's connect calls, per access key
+
+    class FlowConfirmInputSerializer(serializers.Serializer):
+        user_id = StrictCharField(min_length=1, max_length=255, trim_whitespace=False,
+                                  help_text="The user signed in to your App in the browser that arrived with flow_id.")
+
+    @extend_schema(
+        # "app_host": the App-host fuzzing (tests/management_api/test_fuzz_app_host.py) includes it by this tag.
+        tags=["app_host", "connect"], operation_id="connect_flows_confirm", summary="Confirm who completed a connect flow",
+        description="Within CONNECT_VERIFY_TTL_SECONDS (10 minutes by default) of the flow. The flow's user_id: the "
+                    "link goes live, or the reconnect is swapped in. Another user_id: the flow is discarded and "
+                    "revoked (422 `user_mismatch`). Expired or already discarded: 409. Another App's flow: 404.",
+        request=FlowConfirmInputSerializer,
+        responses={200: ConnectMessageSerializer, **error_responses(
+            400, 401, 403, 404, 409, 422, _404="No such flow for this App.",
+            _409="The flow expired or was already discarded (details.outcome); or confirmed for another user.",
+            _422="`user_mismatch`: the flow was started for another user; it is discarded and revoked.")},
+        examples=ex.FLOW_CONFIRM,
+    )
+    def post(self, request, flow_id):
+        data = _exact_fields(request.data, {"user_id"})
+        serializer = self.FlowConfirmInputSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        log_context.bind(user_id=serializer.validated_data["user_id"])
+        verification.flow_confirm(app=request.app, flow_id=flow_id, user_id=serializer.validated_data["user_id"])
+        response = Response({"message": "confirmed"})
+        response["Cache-Control"] = "no-store"
+        return response

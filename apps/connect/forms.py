@@ -75,12 +75,13 @@ def _initial(f: Field) -> str:
     return str(f.default)
 
 
-def credential_fields(type_name: str, *, id_prefix: str, data=None, errors: dict | None = None) -> list[FormField]:
-    """Form fields for a (non-OAuth2) connection type. `data`: submitted values to show again (never secrets)."""
-    ctype = connection_types.get_type(type_name)
+def credential_fields(type_name: str, *, id_prefix: str, data=None, errors: dict | None = None,
+                      fixed: dict | None = None) -> list[FormField]:
+    """Form fields for a (non-OAuth2) connection type. `data`: submitted values to show again (never secrets).
+    `fixed`: the requirement's builder-fixed fields (SPEC §13), which the user is not asked for."""
     errors = errors or {}
     result = []
-    for f in ctype.fields:
+    for f in connection_types.asked_fields(type_name, fixed):
         value = _initial(f)
         if data is not None and not (f.secret or f.sensitive_values):
             # A submitted header/param/data mapping holds secrets: re-typed after an error, never echoed.

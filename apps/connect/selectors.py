@@ -1,15 +1,17 @@
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from functools import cache
 
 from django.db import connection as db
-from django.db.models import OuterRef, Subquery
+from django.db.models import JSONField, OuterRef, Subquery
 
 from apps.connections.models import Connection
 from apps.core.errors import NotFound
 from apps.deployments.models import App
+from apps.engine import connection_types
 from apps.workflows.models import Requirement, WorkflowVersion
 
 from .models import EndUserLink, UsedConnectToken
@@ -19,6 +21,7 @@ from .models import EndUserLink, UsedConnectToken
 class RequirementStatus:
     requirement: Requirement
     connection_status: str | None  # the linked connection's status, None when nothing is linked
+    account: dict | None = None  # the linked connection's account {"id", "label"} (SPEC §13), when known
 
     @property
     def completed(self) -> bool:
@@ -37,15 +40,38 @@ def requirement_statuses(*, app: App, user_id: str) -> list[RequirementStatus]:
     deployment = app.current_deployment
     if deployment is None:
         return []
-    link_status = EndUserLink.objects.filter(app=app, user_id=user_id, requirement=OuterRef("pk")).values(
-        "connection__status"
-    )[:1]
+    links = EndUserLink.objects.filter(app=app, user_id=user_id, requirement=OuterRef("pk"))
     requirements = (
         Requirement.objects.filter(versions=deployment.workflow_version_id)
-        .annotate(link_status=Subquery(link_status))
+        .annotate(link_status=Subquery(links.values("connection__status")[:1]),
+                  link_account=Subquery(links.values("connection__account")[:1], output_field=JSONField()))
         .order_by("title", "name")
     )
-    return [RequirementStatus(requirement=r, connection_status=r.link_status) for r in requirements]
+    return [RequirementStatus(requirement=r, connection_status=r.link_status, account=_account(r.link_account))
+            for r in requirements]
+
+
+def _account(value) -> dict | None:
+    # A JSON subquery comes back decoded on PostgreSQL and as text on some SQLite builds: one shape either way.
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def asked_fields(requirement: Requirement) -> list[dict]:
+    """What the end user fills for `requirement` (SPEC §13): the type's fields minus the builder-fixed ones.
+    OAuth2 asks nothing (the provider's consent fills the connection)."""
+    ctype = connection_types.get_type(requirement.connection_type)
+    if ctype.oauth:
+        return []
+    return [
+        {"name": f.name, "label": f.label or f.name, "kind": f.kind, "required": f.required,
+         "secret": f.secret or f.sensitive_values}
+        for f in connection_types.asked_fields(ctype.name, (requirement.spec or {}).get("config"))
+    ]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ _PURPOSE = b"apps.connect.tokens/v1"
 MAX_USER_ID_LENGTH = 255
 MAX_TOKEN_LENGTH = 4096
 MAX_JTI_LENGTH = 64  # UsedConnectToken.jti
+MAX_EXPECTED_ACCOUNT_LENGTH = 255  # OAuthState.expected_account
 # SPEC §12: 30 minutes by default, at most 24 hours (settings.py refuses a larger value at start).
 DEFAULT_TTL_SECONDS = 30 * 60
 MAX_TTL_SECONDS = 24 * 3600
@@ -46,6 +47,10 @@ class ConnectClaims:
     jti: str
     expires_at: datetime
     redirect_url: str = ""
+    # SPEC §13 reconnect in place: the hosted page offers new credentials for requirements already linked.
+    reconnect: bool = False
+    # SPEC §13: the upstream account id the user must link (empty: any). A different account is refused.
+    expected_account: str = ""
 
     @property
     def rate_limit_identity(self) -> str:
@@ -68,7 +73,8 @@ def validate_user_id(user_id) -> str:
     return user_id
 
 
-def mint(*, app_id: str, user_id: str, redirect_url: str = "") -> tuple[str, ConnectClaims]:
+def mint(*, app_id: str, user_id: str, redirect_url: str = "", reconnect: bool = False,
+         expected_account: str = "") -> tuple[str, ConnectClaims]:
     now = timezone.now().replace(microsecond=0)
     claims = ConnectClaims(
         app_id=str(app_id),
@@ -77,6 +83,8 @@ def mint(*, app_id: str, user_id: str, redirect_url: str = "") -> tuple[str, Con
         # min(): a value changed at run time (not through settings.py) still cannot outlive the maximum.
         expires_at=now + timedelta(seconds=min(settings.CONNECT_TOKEN_TTL_SECONDS, MAX_TTL_SECONDS)),
         redirect_url=redirect_url or "",
+        reconnect=bool(reconnect),
+        expected_account=expected_account or "",
     )
     payload = {
         "aud": AUDIENCE,
@@ -88,6 +96,10 @@ def mint(*, app_id: str, user_id: str, redirect_url: str = "") -> tuple[str, Con
     }
     if claims.redirect_url:
         payload["redirect_url"] = claims.redirect_url
+    if claims.reconnect:
+        payload["reconnect"] = True
+    if claims.expected_account:
+        payload["expected_account"] = claims.expected_account
     return jwt.encode(payload, _key(), algorithm=ALGORITHM), claims
 
 
@@ -109,9 +121,13 @@ def decode(token: str) -> ConnectClaims:
             or len(jti) > MAX_JTI_LENGTH):
         raise InvalidConnectToken("This connect link is invalid.")
     redirect_url = payload.get("redirect_url") or ""
+    expected_account = payload.get("expected_account") or ""
+    if not isinstance(expected_account, str) or len(expected_account) > MAX_EXPECTED_ACCOUNT_LENGTH:
+        raise InvalidConnectToken("This connect link is invalid.")
     return ConnectClaims(
         app_id=app_id, user_id=user_id, jti=jti, redirect_url=redirect_url if isinstance(redirect_url, str) else "",
-        expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC),
+        expected_account=expected_account,
+        expires_at=datetime.fromtimestamp(int(payload["exp"]), tz=UTC), reconnect=payload.get("reconnect") is True,
     )
 
 

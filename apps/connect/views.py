@@ -9,8 +9,11 @@ or a Referer header. Every response carries a strict CSP, `Referrer-Policy: no-r
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import logging
+import re
 import time
 
 from django.contrib import messages
@@ -26,31 +29,38 @@ from apps.core.errors import ApplicationError, RateLimited
 from apps.deployments.selectors import app_by_id
 from apps.engine import connection_types, origins
 
-from . import forms, selectors, services, tokens
+from . import forms, selectors, services, tokens, verification
 from .csrf import csrf_protect_no_referrer
 
 logger = logging.getLogger(__name__)
 
 SESSION_KEY = "connect"
 JUST_COMPLETED_KEY = "connect_just_completed"
+RECONNECTED_KEY = "connect_reconnected"  # requirement IDs reconnected in this session (reconnect mode)
 AUTO_RETURN_SECONDS = 3
 
 
-def _csp(form_origins=()) -> str:
+def _csp(form_origins=(), img_origins=(), style_hashes=()) -> str:
     form_action = " ".join(["'self'", *sorted({o for o in form_origins if o})])
+    img_src = " ".join(["'self'", *sorted({o for o in img_origins if o})])
+    style_src = " ".join(["'self'", *(f"'sha256-{h}'" for h in sorted(set(style_hashes)))])
     return (
-        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        f"default-src 'none'; style-src {style_src}; img-src {img_src}; "
         f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
     )
 
 
 def secured(view):
-    """Security headers on every connect page response (views may add provider origins to form-action)."""
+    """Security headers on every connect page response (views may add provider origins to form-action, the
+    App's logo origin to img-src and the hash of the App's one branding `<style>` to style-src)."""
 
     @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
         response = view(request, *args, **kwargs)
-        response["Content-Security-Policy"] = _csp(getattr(response, "form_origins", ()))
+        response["Content-Security-Policy"] = _csp(
+            getattr(response, "form_origins", ()), getattr(response, "img_origins", ()),
+            getattr(response, "style_hashes", ()),
+        )
         response["Referrer-Policy"] = "no-referrer"
         response["X-Frame-Options"] = "DENY"
         response["Cache-Control"] = "no-store"
@@ -86,6 +96,8 @@ class _Context:
         self.jti: str = data["jti"]
         self.redirect_url: str = data.get("redirect_url") or ""
         self.browser_secret: str = data["browser"]
+        self.reconnect: bool = bool(data.get("reconnect"))
+        self.expected_account: str = data.get("expected_account") or ""
 
 
 def _session_context(request) -> _Context | HttpResponse:
@@ -114,26 +126,79 @@ def _session_context(request) -> _Context | HttpResponse:
     return _Context(data, app)
 
 
+def _reconnecting(request, ctx: _Context, st, form_errors: dict | None) -> bool:
+    """Whether a linked requirement shows its new-credentials form: the user pressed Reconnect on it
+    (`?reconnect=<id>`), a reconnect form came back with errors, or the page was opened with a reconnect token
+    and this requirement was not reconnected in this session yet."""
+    rid = str(st.requirement.id)
+    if rid in (form_errors or {}) or request.GET.get("reconnect") == rid:
+        return True
+    return ctx.reconnect and rid not in request.session.get(RECONNECTED_KEY, [])
+
+
+_ACCENT = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def _darker(color: str) -> str:
+    channels = [int(color[i:i + 2], 16) * 85 // 100 for i in (1, 3, 5)]
+    return "#" + "".join(f"{c:02x}" for c in channels)
+
+
+def branding(app) -> dict:
+    """The App's branding for the hosted page (SPEC §13), re-checked here as stored rows may predate validation.
+
+    The accent colour goes in one small `<style>` element whose SHA-256 the CSP allows (no 'unsafe-inline'):
+    only a validated `#rrggbb` ever reaches it. The logo is loaded from its https origin only (img-src)."""
+    accent = app.accent_color if _ACCENT.fullmatch(app.accent_color or "") else ""
+    style = f":root{{--accent:{accent};--accent-dark:{_darker(accent)}}}" if accent else ""
+    logo = app.logo_url if (app.logo_url or "").startswith("https://") and origins.browser_origin(app.logo_url) else ""
+    support = (app.support_url if (app.support_url or "").startswith("https://")
+               and origins.browser_origin(app.support_url) else "")
+    return {
+        "name": app.display_name or app.name, "logo_url": logo, "support_url": support, "style": style,
+        "style_hash": base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() if style else "",
+    }
+
+
+def _branded(response: HttpResponse, brand: dict) -> HttpResponse:
+    if brand["logo_url"]:
+        response.img_origins = {origins.origin_text(brand["logo_url"])}
+    if brand["style_hash"]:
+        response.style_hashes = {brand["style_hash"]}
+    return response
+
+
 def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: int = 200) -> HttpResponse:
     """Render the requirement list. `form_errors`: {requirement_id: (field errors, submitted data, message)}."""
     statuses = selectors.requirement_statuses(app=ctx.app, user_id=ctx.user_id)
     items, provider_origins = [], set()
+    if verification.required(ctx.app):
+        # CSP form-action also governs where a form's answer may redirect: the verifier, after a submit.
+        provider_origins.add(origins.origin_text(ctx.app.connect_verifier_url))
     for st in statuses:
         requirement = st.requirement
         ctype = connection_types.get_type(requirement.connection_type)
         item = {"status": st, "requirement": requirement, "type_label": ctype.label, "oauth": ctype.oauth,
-                "id": str(requirement.id), "error": None, "fields": []}
+                "id": str(requirement.id), "error": None, "fields": [], "reconnecting": False, "account": st.account}
+        if st.completed:
+            item["reconnecting"] = _reconnecting(request, ctx, st, form_errors)
         if ctype.oauth:
             provider_origins.add(_provider_origin(ctx.app, requirement))
-        elif not st.completed:
+        elif not st.completed or item["reconnecting"]:
             errors, data, message = (form_errors or {}).get(str(requirement.id), ({}, None, None))
-            item["fields"] = forms.credential_fields(ctype.name, id_prefix=f"r-{requirement.id}", data=data, errors=errors)
+            item["fields"] = forms.credential_fields(
+                ctype.name, id_prefix=f"r-{requirement.id}", data=data, errors=errors,
+                fixed=(requirement.spec or {}).get("config"),
+            )
             item["error"] = message
         items.append(item)
-    all_complete = bool(statuses) and all(st.completed for st in statuses)
+    # A reconnect page is done once every requirement it offers again was reconnected.
+    all_complete = bool(items) and all(item["status"].completed and not item["reconnecting"] for item in items)
     just_completed = request.session.pop(JUST_COMPLETED_KEY, False) if all_complete else False
+    brand = branding(ctx.app)
     context = {
         "app": ctx.app,
+        "brand": brand,
         "items": items,
         "all_complete": all_complete,
         "pending_count": sum(1 for st in statuses if not st.completed),
@@ -141,10 +206,11 @@ def _page(request, ctx: _Context, *, form_errors: dict | None = None, status: in
         "redirect_origin": origins.origin_text(ctx.redirect_url),
         "auto_return": bool(just_completed and ctx.redirect_url),
         "auto_return_seconds": AUTO_RETURN_SECONDS,
+        "reconnect_mode": ctx.reconnect,
     }
     response = render(request, "connect/page.html", context, status=status)
     response.form_origins = provider_origins
-    return response
+    return _branded(response, brand)
 
 
 def _provider_origin(app, requirement) -> str:
@@ -213,10 +279,13 @@ def _exchange_token(request, token: str) -> HttpResponse:
         "user_id": claims.user_id,
         "jti": claims.jti,
         "redirect_url": claims.redirect_url,
+        "expected_account": claims.expected_account,
         "exp": int(claims.expires_at.timestamp()),
         "browser": oauth_state.new_browser_secret(),
+        "reconnect": claims.reconnect,
     }
     request.session.pop(JUST_COMPLETED_KEY, None)
+    request.session.pop(RECONNECTED_KEY, None)
     request.session.set_expiry(claims.expires_at)
     logger.info("connect link opened: token exchanged for a page session")
     return redirect(reverse("connect:page"))
@@ -241,21 +310,41 @@ def submit_credentials(request: HttpRequest, requirement_id) -> HttpResponse:
     if connection_types.get_type(ctype).oauth:
         return redirect(reverse("connect:page"))
     config, errors = forms.parse_credentials(ctype, request.POST)
+    link = None
     if not errors:
         try:
-            services.end_user_connection_save(app=ctx.app, user_id=ctx.user_id, requirement=requirement, config=config)
+            link = services.end_user_connection_save(app=ctx.app, user_id=ctx.user_id, requirement=requirement,
+                                                     config=config, expected_account=ctx.expected_account)
         except ApplicationError as exc:
             errors = dict((exc.details or {}).get("config") or {})
             if not errors:
                 errors = {"config": [exc.message]}
     if errors:
-        field_names = {f.name for f in connection_types.get_type(ctype).fields}
+        field_names = {f.name for f in connection_types.asked_fields(ctype, (requirement.spec or {}).get("config"))}
         general = [m for k, msgs in errors.items() if k not in field_names for m in msgs]
         message = "Please correct the highlighted fields." + (" " + " ".join(general) if general else "")
         return _page(request, ctx, form_errors={str(requirement.id): (errors, request.POST, message)}, status=400)
+    return _after_link(request, ctx, requirement=requirement, flow=getattr(link, "verification_flow", None))
+
+
+def _after_link(request, ctx: _Context, *, requirement, flow) -> HttpResponse:
+    """A requirement was linked or reconnected: to the App's verifier when it must confirm, else back to the page."""
+    if flow is not None:
+        _note_linked(request, ctx, requirement=requirement, mark_complete=False)
+        messages.info(request, f"{requirement.title} is waiting for {ctx.app.name} to confirm it is you.")
+        return redirect(verification.verifier_redirect_url(app=ctx.app, flow=flow))
     messages.success(request, f"{requirement.title} is connected.")
-    _mark_if_complete(request, ctx)
+    _note_linked(request, ctx, requirement=requirement)
     return redirect(reverse("connect:page"))
+
+
+def _note_linked(request, ctx: _Context, *, requirement, mark_complete: bool = True) -> None:
+    """Remember the requirement as done in this session (a reconnect page stops offering it again)."""
+    done = request.session.get(RECONNECTED_KEY, [])
+    if str(requirement.id) not in done:
+        request.session[RECONNECTED_KEY] = [*done, str(requirement.id)]
+    if mark_complete:
+        _mark_if_complete(request, ctx)
 
 
 @secured
@@ -273,6 +362,7 @@ def start_oauth(request: HttpRequest, requirement_id) -> HttpResponse:
         url = services.end_user_authorize(
             app=ctx.app, user_id=ctx.user_id, requirement=requirement, connect_token_id=ctx.jti,
             browser_binding=oauth_state.browser_binding_digest(ctx.browser_secret), return_to=reverse("connect:page"),
+            expected_account=ctx.expected_account,
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -333,12 +423,19 @@ def _callback_error(request, message: str, *, in_session: bool) -> HttpResponse:
 def _after_callback(request, record, *, ok: bool) -> HttpResponse:
     requirement = record.requirement
     name = requirement.title if requirement is not None else record.connection.name
+    flow = getattr(record, "verification_flow", None) if ok else None
+    if flow is not None:  # the App confirms who this is first (hosted page and API flows alike)
+        if record.browser_binding:
+            ctx = _session_context(request)
+            if not isinstance(ctx, HttpResponse):
+                return _after_link(request, ctx, requirement=requirement, flow=flow)
+        return redirect(verification.verifier_redirect_url(app=record.app, flow=flow))
     if record.browser_binding:  # started on the hosted page: back to it, with a message
         if ok:
             messages.success(request, f"{name} is connected.")
             ctx = _session_context(request)
             if not isinstance(ctx, HttpResponse):
-                _mark_if_complete(request, ctx)
+                _note_linked(request, ctx, requirement=requirement)
         else:
             messages.error(request, f"{name} was not connected: the authorization was declined.")
         return redirect(record.return_to or reverse("connect:page"))

@@ -38,7 +38,7 @@ class OAuthProviderAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     readonly_fields = ("id", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("project", "name")}),
-        ("Endpoints", {"fields": ("authorize_url", "token_url", "revoke_url")}),
+        ("Endpoints", {"fields": ("authorize_url", "token_url", "revoke_url", "userinfo_url")}),
         ("Client", {"fields": ("client_id", "new_client_secret", "scopes", "pkce")}),
         ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
     )
@@ -60,6 +60,7 @@ class OAuthProviderAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
             project=data["project"], name=data["name"], authorize_url=data["authorize_url"],
             token_url=data["token_url"], client_id=data["client_id"], client_secret=secret,
             scopes=data.get("scopes") or [], revoke_url=data.get("revoke_url") or "", pkce=data.get("pkce", True),
+            userinfo_url=data.get("userinfo_url") or "",
         )
         obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
 
@@ -88,6 +89,10 @@ class OwnerFilter(admin.SimpleListFilter):
         return queryset
 
 
+# SPEC §13 health and refresh schedule: written by the refresh, shown read-only.
+HEALTH_FIELDS = ("health", "status_reason", "refresh_failures", "last_verified_at", "last_refreshed_at", "next_refresh_at")
+
+
 @admin.register(Connection)
 class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     """Per-type forms from the registry; writes go through the services so history is recorded.
@@ -96,7 +101,7 @@ class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     """
 
     list_display = ("name", "type", "status_badge", "owner_display", "project", "app", "user_id", "updated_at")
-    list_filter = ("type", "status", OwnerFilter, "project")
+    list_filter = ("type", "status", "health", OwnerFilter, "project")
     search_fields = ("name", "user_id")
     list_select_related = ("project__organization", "app")
     autocomplete_fields = ("project", "provider")
@@ -158,6 +163,8 @@ class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         ]
         if obj.type == "oauth2":
             fieldsets.append(("OAuth2", {"fields": ("provider", "token_state", "expires_at")}))
+        fieldsets.append(("Health", {"fields": HEALTH_FIELDS}))
+        fieldsets.append(("Account", {"fields": ("account_display",)}))
         fieldsets.append(("Used by", {"fields": ("referrers",)}))
         fieldsets.append(("Record", {"fields": ("id", "created_by", "created_at", "updated_by", "updated_at"),
                                      "classes": ("collapse",)}))
@@ -167,7 +174,8 @@ class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
         if obj is None:
             return ("type_label",)
         return ("name", "type_label", "status_badge", "project", "owner_display", "app", "user_id", "provider",
-                "token_state", "expires_at", "referrers", "id", "created_by", "created_at", "updated_by", "updated_at")
+                "token_state", "expires_at", *HEALTH_FIELDS, "referrers", "id", "created_by", "created_at", "updated_by",
+                "updated_at", "account_display")
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -234,6 +242,14 @@ class ConnectionAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Owner")
     def owner_display(self, obj: Connection) -> str:
         return f"End user {obj.user_id}" if obj.app_id else "Project (shared)"
+
+    @admin.display(description="Account")
+    def account_display(self, obj: Connection) -> str:
+        # SPEC §13 account identity: not secret (an id and a label the upstream gave).
+        account = obj.account or {}
+        if not account.get("id"):
+            return "unknown"
+        return f"{account.get('label') or account['id']} (id {account['id']})"
 
     @admin.display(description="OAuth2 token")
     def token_state(self, obj: Connection) -> str:

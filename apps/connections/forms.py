@@ -173,7 +173,8 @@ class OAuthProviderAdminForm(forms.ModelForm):
 
     class Meta:
         model = OAuthProvider
-        fields = ("project", "name", "authorize_url", "token_url", "revoke_url", "client_id", "scopes", "pkce")
+        fields = ("project", "name", "authorize_url", "token_url", "revoke_url", "userinfo_url", "client_id", "scopes",
+                  "pkce")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -16,6 +16,8 @@ class OAuthProvider(BaseModel):
     authorize_url = models.URLField(max_length=500)
     token_url = models.URLField(max_length=500)
     revoke_url = models.URLField(max_length=500, blank=True)
+    # Optional (SPEC §13 account identity): read with each new access token to learn whose account it is.
+    userinfo_url = models.URLField(max_length=500, blank=True)
     client_id = models.CharField(max_length=500)
     # A JSON string, encrypted; write-only everywhere it is shown.
     client_secret = EncryptedJSONField(default="", blank=True)
@@ -153,6 +155,8 @@ class OAuthState(BaseModel):
     connect_token_id = models.CharField(max_length=64, blank=True)
     browser_binding = models.CharField(max_length=128, blank=True)
     return_to = models.CharField(max_length=500, blank=True)
+    # The connect token's `expected_account` (SPEC §13): the grant is refused when userinfo names another.
+    expected_account = models.CharField(max_length=255, blank=True)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 

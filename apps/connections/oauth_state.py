@@ -53,6 +53,7 @@ def state_create(
     connect_token_id: str = "",
     browser_binding: str = "",
     return_to: str = "",
+    expected_account: str = "",
 ) -> NewState:
     state = generate_token(48)
     code_verifier = generate_token(64)  # 64 chars of [A-Za-z0-9]: within RFC 7636's 43..128
@@ -67,6 +68,7 @@ def state_create(
         connect_token_id=connect_token_id,
         browser_binding=browser_binding,
         return_to=return_to,
+        expected_account=expected_account,
         expires_at=timezone.now() + STATE_TTL,
     )
     return NewState(state=state, code_verifier=code_verifier)

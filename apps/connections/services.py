@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.accounts.models import Project
 from apps.core.actors import actor_label
@@ -13,6 +14,7 @@ from apps.core.errors import BadRequest, Conflict
 from apps.engine import connection_types, origins
 from apps.engine.connection_types import ConfigError
 
+from . import signals
 from .models import Connection, ConnectionConfigChange, OAuthProvider
 from .oauth_client import TOKEN_FIELDS
 
@@ -44,11 +46,14 @@ def connection_write_config(
     actor: Any,
     status: str | None = None,
     expires_at: datetime | None | _Keep = KEEP,
+    changes: Mapping[str, Any] | None = None,
 ) -> Connection:
     """The one writer of a connection's config and of its history row: every config change goes through here.
 
     An unsaved `connection` is inserted; a saved one must already be locked (or just created) by the caller,
-    which validated `config`. `status` and `expires_at` are written only when given. The history row records
+    which validated `config`. `status` and `expires_at` are written only when given; `changes`: other columns
+    written in the same UPDATE, none secret (the health and refresh schedule a token store sets; `account` and
+    `last_verified_at` after a link-time verification). The history row records
     who, when, which fields changed and a keyed fingerprint of the new config: never a value.
     """
     label = actor_label(actor)[:200]
@@ -63,6 +68,9 @@ def connection_write_config(
     if not isinstance(expires_at, _Keep):
         connection.expires_at = expires_at
         fields.append("expires_at")
+    for name, value in (changes or {}).items():
+        setattr(connection, name, value)
+        fields.append(name)
     if adding:
         connection.save(force_insert=True)
     else:
@@ -153,6 +161,19 @@ def connection_update_config(*, connection: Connection, config: dict, actor=None
     return connection_write_config(connection=locked, config=normalized, actor=actor, status=status)
 
 
+def connection_mark_unauthorized(*, connection: Connection, reason: str) -> bool:
+    """An active connection the provider refused on use (HTTP 401) becomes `unauthorized`: one conditional
+    UPDATE, and `connection.unauthorized` only when it changed the row (racing runs send it once)."""
+    with transaction.atomic():
+        changed = Connection.objects.filter(pk=connection.pk, status=Connection.Status.ACTIVE).update(
+            status=Connection.Status.UNAUTHORIZED, status_reason=reason[:500], updated_at=timezone.now(),
+        )
+        if changed:
+            signals.emit(signals.CONNECTION_UNAUTHORIZED, connection_id=connection.pk)
+    connection.status = Connection.Status.UNAUTHORIZED
+    return bool(changed)
+
+
 def connection_set_status(*, connection: Connection, status: str) -> None:
     """Only the status (e.g. `unauthorized` after a provider 401): one UPDATE, the config is untouched."""
     Connection.objects.filter(pk=connection.pk).update(status=status)
@@ -171,19 +192,22 @@ def oauth_provider_create(
     scopes: list[str] | None = None,
     revoke_url: str = "",
     pkce: bool = True,
+    userinfo_url: str = "",
 ) -> OAuthProvider:
     if OAuthProvider.objects.filter(project=project, name=name).exists():
         raise Conflict("An OAuth2 provider with this name already exists in the project.")
     return OAuthProvider.objects.create(
         project=project, name=name, authorize_url=authorize_url, token_url=token_url, client_id=client_id,
         client_secret=client_secret or "", scopes=list(scopes or []), revoke_url=revoke_url or "", pkce=pkce,
+        userinfo_url=userinfo_url or "",
     )
 
 
 @transaction.atomic
 def oauth_provider_update(*, provider: OAuthProvider, **changes: Any) -> OAuthProvider:
     """Update the given fields; a blank client_secret keeps the stored one (write-only)."""
-    allowed = {"name", "authorize_url", "token_url", "revoke_url", "client_id", "client_secret", "scopes", "pkce"}
+    allowed = {"name", "authorize_url", "token_url", "revoke_url", "userinfo_url", "client_id", "client_secret",
+               "scopes", "pkce"}
     unknown = set(changes) - allowed
     if unknown:
         raise BadRequest("Unknown fields.", details={k: ["not allowed"] for k in sorted(unknown)})
@@ -191,7 +215,8 @@ def oauth_provider_update(*, provider: OAuthProvider, **changes: Any) -> OAuthPr
         changes.pop("client_secret", None)
         # The client secret (and every connection's refresh token) goes to these URLs: a new one needs
         # the secret typed again, so a client that cannot read the secret cannot redirect it either.
-        moved = [f for f in ("authorize_url", "token_url", "revoke_url")
+        # userinfo_url too: every new access token is sent there.
+        moved = [f for f in ("authorize_url", "token_url", "revoke_url", "userinfo_url")
                  if f in changes and (changes[f] or "") != (getattr(provider, f) or "")]
         if moved and provider.client_secret:
             raise BadRequest(

@@ -26,9 +26,9 @@ from django.db import connection as db
 from apps.connect.models import EndUserLink
 from apps.connections.models import Connection
 from apps.connections.oauth_client import near_expiry
-from apps.connections.oauth_flows import force_refresh, refresh_if_needed
+from apps.connections.oauth_flows import RefreshOutcome, force_refresh_outcome, refresh_if_needed
 from apps.connections.resolved import to_resolved_connection
-from apps.connections.services import connection_set_status
+from apps.connections.services import connection_mark_unauthorized
 from apps.core import metrics
 from apps.core.rawsql import Columns, insert_instances, instance_batch
 from apps.deployments.models import App
@@ -207,18 +207,23 @@ def internal_api_refusal_record(*, reason: str, remote_addr: str) -> None:
 def handle_unauthorized(*, connection_id: str, run_id: str | None) -> Connection | None:
     """The provider answered 401 with this connection.
 
-    OAuth2: one refresh attempt; the refreshed connection is returned for one retry. Otherwise (or if
-    the refresh fails) an end-user connection is marked `unauthorized`, so the status endpoint shows
-    its requirement unsatisfied. Shared connections are left alone: an admin fixes them by rotation.
+    OAuth2: one refresh attempt; the refreshed connection is returned for one retry. A refresh that failed
+    recorded its own outcome (SPEC §13): a transient failure leaves the status as it is (health degraded),
+    a refused grant or client set `expired`/`unauthorized` already. Otherwise (no refresh possible) an
+    end-user connection is marked `unauthorized`, so the status endpoint shows its requirement unsatisfied.
+    Shared connections are left alone: an admin fixes them by rotation.
     """
     connection = Connection.objects.filter(id=connection_id).first()
     if connection is None:
         return None
     if connection.type == "oauth2":
-        if force_refresh(connection_id=connection.id):
+        outcome = force_refresh_outcome(connection_id=connection.id)
+        if outcome == RefreshOutcome.REFRESHED:
             return Connection.objects.get(id=connection.id)
+        if outcome != RefreshOutcome.SKIPPED:
+            return None
     if connection.app_id is not None:
-        connection_set_status(connection=connection, status=Connection.Status.UNAUTHORIZED)
+        connection_mark_unauthorized(connection=connection, reason="The provider refused the credentials (HTTP 401).")
         logger.info("end-user connection %s marked unauthorized after a provider 401 (run %s)", connection.id, run_id)
     return None
 

@@ -24,6 +24,7 @@ from apps.workflows.models import WorkflowVersion
 
 from .models import App, Deployment
 from .services import (
+    BRANDING_FIELDS,
     NOTHING_TO_ROLL_BACK,
     app_create,
     app_update,
@@ -31,7 +32,9 @@ from .services import (
     normalize_origins,
     rollback,
     rollback_target,
+    validate_branding,
     validate_hostname,
+    validate_verifier_url,
 )
 
 
@@ -63,13 +66,22 @@ class AppForm(forms.ModelForm):
     class Meta:
         model = App
         fields = ("project", "name", "hostname", "access_type", "allowed_redirect_origins", "allow_anonymous_uploads",
-                  "mcp_enabled")
-        help_texts = {"hostname": f"Optional custom hostname; default <app-id>.{settings.APPS_DOMAIN}. Fixed after creation."}
+                  "connect_verifier_url", "mcp_enabled", *BRANDING_FIELDS)
+        help_texts = {"hostname": f"Optional custom hostname; default <app-id>.{settings.APPS_DOMAIN}. Fixed after creation.",
+                      "display_name": "Shown on the hosted connect page (blank: the App's name).",
+                      "logo_url": "An https URL.", "accent_color": "#rrggbb.",
+                      "support_url": "An https URL, linked from the hosted connect page."}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "hostname" in self.fields:
             self.fields["hostname"].required = False
+
+    def clean_connect_verifier_url(self):
+        try:
+            return validate_verifier_url(self.cleaned_data.get("connect_verifier_url") or "")
+        except BadRequest as exc:
+            raise forms.ValidationError(exc.details.get("connect_verifier_url") or exc.message) from exc
 
     def clean_hostname(self):
         hostname = (self.cleaned_data.get("hostname") or "").strip()
@@ -85,6 +97,11 @@ class AppForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        try:  # the API's rule (https only, #rrggbb), one place
+            cleaned.update(validate_branding({k: cleaned[k] for k in BRANDING_FIELDS if k in cleaned}))
+        except BadRequest as exc:
+            for field, messages_ in exc.details.items():
+                self.add_error(field, messages_)
         project = cleaned.get("project") or (self.instance.project if self.instance.project_id else None)
         name = (cleaned.get("name") or "").strip()
         if project and name and App.objects.filter(project=project, name=name).exclude(pk=self.instance.pk).exists():
@@ -149,10 +166,12 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return ((None, {"fields": ("project", "name", "hostname", "access_type", "allowed_redirect_origins",
-                                       "allow_anonymous_uploads", "mcp_enabled")}),)
+                                       "allow_anonymous_uploads", "connect_verifier_url", "mcp_enabled")}),
+                    ("Connect page branding", {"fields": BRANDING_FIELDS}))
         return (
             (None, {"fields": ("name", "project", "hostname", "access_type", "allowed_redirect_origins",
-                               "allow_anonymous_uploads", "mcp_enabled")}),
+                               "allow_anonymous_uploads", "connect_verifier_url", "mcp_enabled")}),
+            ("Connect page branding", {"fields": BRANDING_FIELDS}),
             ("Serving", {"fields": ("endpoints", "live_version", "deploy_link", "rollback_link",
                                     "callback_secret_state")}),
             ("Record", {"fields": ("id", "created_at", "updated_at"), "classes": ("collapse",)}),
@@ -197,12 +216,15 @@ class AppAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
             app_update(app=obj, name=data["name"], access_type=data["access_type"],
                        allowed_redirect_origins=data.get("allowed_redirect_origins") or [],
                        allow_anonymous_uploads=data.get("allow_anonymous_uploads", False),
-                       mcp_enabled=data.get("mcp_enabled", False))
+                       connect_verifier_url=data.get("connect_verifier_url") or "", mcp_enabled=data.get("mcp_enabled", False),
+                       **{name: data.get(name) or "" for name in BRANDING_FIELDS})
             return
         created = app_create(
             project=data["project"], name=data["name"], access_type=data["access_type"],
             allowed_redirect_origins=data.get("allowed_redirect_origins") or [], hostname=data.get("hostname") or None,
             allow_anonymous_uploads=data.get("allow_anonymous_uploads", False), mcp_enabled=data.get("mcp_enabled", False),
+            connect_verifier_url=data.get("connect_verifier_url") or "",
+            **{name: data.get(name) or "" for name in BRANDING_FIELDS},
         )
         obj.pk, obj.hostname, obj._state.adding, obj._state.db = created.pk, created.hostname, False, created._state.db
         request._created_app_secret = created.callback_signing_secret

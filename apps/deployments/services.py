@@ -6,6 +6,7 @@ import logging
 import re
 import secrets
 import uuid
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -14,7 +15,7 @@ from apps.accounts.models import Project
 from apps.connections.models import Connection
 from apps.core.actors import actor_label
 from apps.core.errors import BadRequest, Conflict, NotFound
-from apps.engine.origins import normalize_origin
+from apps.engine.origins import browser_origin, normalize_origin
 from apps.workflows.models import WorkflowVersion
 
 from .models import App, Deployment
@@ -38,6 +39,31 @@ def normalize_origins(origins) -> list[str]:
             raise BadRequest("Invalid App.", details={"allowed_redirect_origins": [f"'{origin}' is not an origin"]})
         result.append(normalized)
     return list(dict.fromkeys(result))
+
+
+def validate_verifier_url(url) -> str:
+    """`connect_verifier_url` (SPEC §13): where the browser goes with `?flow_id=` after completing a connection;
+    "" turns verification off. An absolute https URL (http too with ALLOW_PRIVATE_NETWORK_TARGETS, for
+    development), without credentials or fragment: the flow ID must reach only the App's own page."""
+    if url is None or url == "":
+        return ""
+    errors = []
+    if not isinstance(url, str) or len(url) > 500:
+        errors.append("must be a URL of at most 500 characters")
+    else:
+        try:
+            parts = urlsplit(url.strip())
+            host = parts.hostname
+        except ValueError:
+            parts, host = None, None
+        schemes = ("https", "http") if settings.ALLOW_PRIVATE_NETWORK_TARGETS else ("https",)
+        if parts is None or parts.scheme not in schemes or not host:
+            errors.append("must be an absolute " + " or ".join(schemes) + " URL")
+        elif parts.username is not None or parts.password is not None or parts.fragment:
+            errors.append("must not carry credentials or a fragment")
+    if errors:
+        raise BadRequest("Invalid App.", details={"connect_verifier_url": errors})
+    return url.strip()
 
 
 def new_callback_signing_secret() -> str:
@@ -94,6 +120,42 @@ def validate_hostname(hostname: str, *, own_default: str | None = None) -> str:
     return hostname
 
 
+BRANDING_FIELDS = ("display_name", "logo_url", "accent_color", "support_url")
+_ACCENT_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def validate_branding(values: dict) -> dict:
+    """The hosted page's branding (SPEC §13), normalized, or BadRequest per field. Blank clears a field.
+
+    `logo_url` and `support_url` must be https URLs on a plain origin (the page loads the logo under its CSP
+    and links the support page from a form that asks for credentials); `accent_color` is `#rrggbb`, the only
+    shape that ever reaches the page's one inline style.
+    """
+    errors: dict[str, list[str]] = {}
+    result: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            errors[name] = ["must be a string"]
+            continue
+        value = value.strip()
+        if name == "display_name":
+            if len(value) > 200:
+                errors[name] = ["must be at most 200 characters"]
+        elif name in ("logo_url", "support_url") and value:
+            if len(value) > 500 or not value.lower().startswith("https://") or browser_origin(value) is None:
+                errors[name] = ["must be an https URL"]
+        elif name == "accent_color" and value:
+            if not _ACCENT_COLOR.match(value):
+                errors[name] = ["must be a colour as #rrggbb"]
+            value = value.lower()
+        result[name] = value
+    if errors:
+        raise BadRequest("Invalid App.", details=errors)
+    return result
+
+
 def _hostname_free(hostname: str, *, app: App | None = None) -> None:
     taken = App.objects.filter(hostname__iexact=hostname)
     if app is not None:
@@ -112,8 +174,17 @@ def app_create(
     hostname: str | None = None,
     allow_anonymous_uploads: bool = False,
     mcp_enabled: bool = False,
+    connect_verifier_url: str = "",
+    **branding: str,
 ) -> App:
-    """Create an App on `<uuid>.<APPS_DOMAIN>` (or a custom hostname) with a fresh callback signing secret."""
+    """Create an App on `<uuid>.<APPS_DOMAIN>` (or a custom hostname) with a fresh callback signing secret.
+
+    `branding`: any of BRANDING_FIELDS (the hosted connect page's display name, logo, accent colour, support link).
+    """
+    unknown = set(branding) - set(BRANDING_FIELDS)
+    if unknown:
+        raise TypeError(f"unexpected arguments: {', '.join(sorted(unknown))}")
+    branding = validate_branding(branding)
     name = (name or "").strip()
     if not name:
         raise BadRequest("Invalid App.", details={"name": ["this field is required"]})
@@ -125,6 +196,7 @@ def app_create(
     default = f"{app_id}.{settings.APPS_DOMAIN}"
     hostname = validate_hostname(hostname, own_default=default) if hostname else default
     _hostname_free(hostname)
+    connect_verifier_url = validate_verifier_url(connect_verifier_url)
     try:
         with transaction.atomic():
             return App.objects.create(
@@ -133,6 +205,7 @@ def app_create(
                 callback_signing_secret=new_callback_signing_secret(),
                 allow_anonymous_uploads=bool(allow_anonymous_uploads),
                 mcp_enabled=bool(mcp_enabled),
+                connect_verifier_url=connect_verifier_url, **branding,
             )
     except IntegrityError as exc:
         raise Conflict("An App with this name or hostname already exists.") from exc
@@ -140,9 +213,18 @@ def app_create(
 
 def app_update(*, app: App, name: str | None = None, access_type: str | None = None,
                allowed_redirect_origins: list[str] | None = None, hostname: str | None = None,
-               allow_anonymous_uploads: bool | None = None, mcp_enabled: bool | None = None, actor=None) -> App:
-    """Update an App. Who may change `hostname` (an organization-wide key) is the caller's check."""
+               allow_anonymous_uploads: bool | None = None, connect_verifier_url: str | None = None,
+               mcp_enabled: bool | None = None,
+               actor=None, **branding: str | None) -> App:
+    """Update an App. Who may change `hostname` (an organization-wide key) is the caller's check.
+    `branding`: any of BRANDING_FIELDS; None leaves a field as it is, blank clears it."""
+    unknown = set(branding) - set(BRANDING_FIELDS)
+    if unknown:
+        raise TypeError(f"unexpected arguments: {', '.join(sorted(unknown))}")
     fields = []
+    for name, value in validate_branding(branding).items():
+        setattr(app, name, value)
+        fields.append(name)
     previous_hostname = app.hostname
     if hostname is not None:
         hostname = validate_hostname(hostname, own_default=f"{app.id}.{settings.APPS_DOMAIN}")
@@ -169,6 +251,9 @@ def app_update(*, app: App, name: str | None = None, access_type: str | None = N
     if allowed_redirect_origins is not None:
         app.allowed_redirect_origins = normalize_origins(allowed_redirect_origins)
         fields.append("allowed_redirect_origins")
+    if connect_verifier_url is not None:
+        app.connect_verifier_url = validate_verifier_url(connect_verifier_url)
+        fields.append("connect_verifier_url")
     if fields:
         try:
             with transaction.atomic():

@@ -61,11 +61,24 @@ class Field:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A type's default verification request at link time (SPEC §13): `path` is resolved against the
+    connection's base URL with RFC 3986 rules (`models` -> `{base_url}/models`, `/v1/me` -> the origin's)."""
+
+    method: str
+    path: str
+
+
+@dataclass(frozen=True)
 class ConnectionType:
     name: str
     label: str
     fields: tuple[Field, ...]
     aliases: tuple[str, ...] = ()
+    # The request that proves a credential works (None: the type has none; a requirement may declare one).
+    probe: Probe | None = None
+    # The field that holds the base URL probes resolve against (None: the type does not talk HTTP).
+    base_url_field: str | None = None
     # OAuth2 connections are filled by the authorization flow, never typed in by hand.
     oauth: bool = False
     # Fields that decide where the secrets are sent. Changing one of them makes every stored secret
@@ -106,6 +119,7 @@ HTTP = ConnectionType(
     label="HTTP",
     aliases=("dynamiq.connections.Http", "Http"),
     destination_fields=("url",),
+    base_url_field="url",
     fields=(
         Field("url", "url", label="Base URL",
               help_text="Fixes the origin credentials may be sent to; required when headers, params or data are set."),
@@ -126,6 +140,7 @@ HTTP_API_KEY = ConnectionType(
     label="HTTP API key",
     aliases=("dynamiq.connections.HttpApiKey", "HttpApiKey"),
     destination_fields=("url",),
+    base_url_field="url",
     fields=(
         Field("url", "url", required=True, label="Base URL"),
         Field("api_key", "string", required=True, secret=True, label="API key"),
@@ -139,6 +154,9 @@ OPENAI = ConnectionType(
     label="OpenAI-compatible LLM",
     aliases=("dynamiq.connections.OpenAI", "OpenAI"),
     destination_fields=("base_url",),
+    base_url_field="base_url",
+    # Every OpenAI-compatible server lists its models; cheap, read-only, and refused without a valid key.
+    probe=Probe("GET", "models"),
     fields=(
         Field("api_key", "string", required=True, secret=True, label="API key"),
         Field("base_url", "url", default="https://api.openai.com/v1", label="Base URL"),
@@ -192,7 +210,8 @@ def canonical_type(name: str) -> str:
     """`dynamiq.connections.Http` -> `http`. Raises ConfigError for an unknown type."""
     canonical = _ALIASES.get(str(name).strip().lower())
     if canonical is None:
-        raise ConfigError({"type": [f"Unknown connection type '{name}'. Known: {', '.join(REGISTRY)}."]})
+        # The given name is not echoed: an answer repeats only the registry's words, never a client's string.
+        raise ConfigError({"type": [f"Unknown connection type. Known: {', '.join(REGISTRY)}."]})
     return canonical
 
 
@@ -371,3 +390,62 @@ def _leaf_strings(value: Any) -> list[str]:
     if isinstance(value, (list, tuple)):
         return [text for item in value for text in _leaf_strings(item)]
     return []
+
+
+# Builder-fixed fields (SPEC §13): a requirement's `spec.config` may fix the non-secret fields of its end
+# users' connections. OAuth2 connections are filled by the authorization flow: only the origin their token
+# may go to is the builder's (provider and scopes have their own spec keys).
+_OAUTH_FIXABLE = ("url",)
+
+
+def fixable_fields(type_name: str) -> tuple[Field, ...]:
+    """The fields a requirement may fix: never a secret, nor a mapping whose every value is secret."""
+    ctype = get_type(type_name)
+    if ctype.oauth:
+        return tuple(f for f in ctype.fields if f.name in _OAUTH_FIXABLE)
+    return tuple(f for f in ctype.fields if not (f.secret or f.sensitive_values))
+
+
+def validate_fixed_config(type_name: str, config: Any) -> dict:
+    """A requirement's `spec.config`, normalized, or ConfigError keyed by field name.
+
+    Refused: unknown fields, secret fields (a secret belongs to the end user's connection, never to a
+    definition), blank values, and values the connection itself would refuse (URL rules included).
+    """
+    ctype = get_type(type_name)
+    if not isinstance(config, Mapping):
+        raise ConfigError({"config": ["must be an object"]})
+    allowed = {f.name: f for f in fixable_fields(ctype.name)}
+    errors: dict[str, list[str]] = {}
+    result: dict[str, Any] = {}
+    for name, value in config.items():
+        f = allowed.get(name)
+        if f is None:
+            known = ctype.field(name)
+            # Unknown names are not echoed (a message repeats only the registry's own words).
+            message = (f"{known.name}: a secret field cannot be fixed by the builder, the end user provides it"
+                       if known is not None
+                       else f"unknown field(s) for type {ctype.name}; fixable: {', '.join(allowed) or 'none'}")
+            if message not in errors.get("config", []):
+                errors.setdefault("config", []).append(message)
+            continue
+        if value is None or (value == "" and f.kind != "string"):
+            # A string may be fixed empty (`"prefix": ""`: the key goes in the header as is).
+            errors[name] = ["may not be blank: leave the field out to let the end user fill it"]
+            continue
+        checked, problem = _check_value(f, value.strip() if f.kind == "url" and isinstance(value, str) else value)
+        if problem:
+            errors[name] = [problem]
+        else:
+            result[name] = checked
+    if ctype.name == "postgresql" and isinstance(result.get("port"), int) and not 0 < result["port"] < 65536:
+        errors.setdefault("port", []).append("must be between 1 and 65535")
+    if errors:
+        raise ConfigError(errors)
+    return result
+
+
+def asked_fields(type_name: str, fixed: Mapping[str, Any] | None) -> tuple[Field, ...]:
+    """The fields the end user fills: every field of the type except those the requirement fixes."""
+    fixed = fixed or {}
+    return tuple(f for f in get_type(type_name).fields if f.name not in fixed)

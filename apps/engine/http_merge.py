@@ -233,3 +233,23 @@ def _auth_header(connection: ResolvedConnection) -> tuple[str, str] | None:
             raise NodeError("invalid_connection", "The OAuth2 connection has no access token yet")
         return "Authorization", f"Bearer {token}"
     return None
+
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def openai_base_url(connection: ResolvedConnection) -> str:
+    """An `openai` connection's base URL without a trailing slash (the type's default when unset)."""
+    return str(connection.config.get("base_url") or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+
+
+def openai_auth_headers(connection: ResolvedConnection) -> dict[str, str]:
+    """How an `openai` connection's credentials apply to a request: the one place (llm node, link-time probe)."""
+    config = connection.config
+    api_key = config.get("api_key")
+    if not api_key:
+        raise NodeError("invalid_connection", "The connection has no API key")
+    headers = {"Authorization": f"Bearer {api_key}"}
+    if config.get("organization"):
+        headers["OpenAI-Organization"] = str(config["organization"])
+    return headers

@@ -411,6 +411,8 @@ class AppListApi(ManagementAPIView):
             project=project, name=data["name"], access_type=data["access_type"],
             allowed_redirect_origins=data["allowed_redirect_origins"], hostname=data.get("hostname"),
             allow_anonymous_uploads=data["allow_anonymous_uploads"], mcp_enabled=data["mcp_enabled"],
+            connect_verifier_url=data["connect_verifier_url"],
+            **{name: data[name] for name in deployment_services.BRANDING_FIELDS if name in data},
         )
         return _data(s.AppCreatedSerializer, app, 201)
 

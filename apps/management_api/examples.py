@@ -37,7 +37,8 @@ CONNECTION = response_example("A shared API-key connection", {
     "id": CONNECTION_ID, "name": "billing-api", "type": "http_api_key", "status": "active",
     "config": {"url": "https://billing.example.com", "api_key": MASK},
     "project_id": PROJECT_ID, "owner": {"type": "project", "app_id": None, "user_id": None},
-    "expires_at": None, "created_at": CREATED, "updated_at": UPDATED,
+    "expires_at": None, "account": None, "health": "ok", "status_reason": "", "last_verified_at": None,
+    "last_refreshed_at": None, "next_refresh_at": None, "created_at": CREATED, "updated_at": UPDATED,
 })
 CONNECTION_CREATE = request_example("Create an API-key connection", {
     "name": "billing-api", "type": "http_api_key",
@@ -56,6 +57,7 @@ AUTHORIZATION_URL = response_example("The provider's consent page", {
 PROVIDER = response_example("An OAuth2 provider", {
     "id": PROVIDER_ID, "name": "example-oauth", "authorize_url": "https://auth.example.com/oauth/authorize",
     "token_url": "https://auth.example.com/oauth/token", "revoke_url": "https://auth.example.com/oauth/revoke",
+    "userinfo_url": "https://auth.example.com/oauth/userinfo",
     "client_id": "platform", "client_secret": MASK, "scopes": ["invoices:read"], "pkce": True,
     "project_id": PROJECT_ID, "created_at": CREATED, "updated_at": UPDATED,
 })
@@ -84,6 +86,13 @@ REQUIREMENT_CREATE = request_example("Each end user links a billing API key", {
     "name": "billing", "title": "Your billing account", "description": "The API key of your billing account.",
     "spec": {"connection_type": "http_api_key"},
 })
+REQUIREMENT_CREATE_FIXED = request_example("Only the key is asked, and verified before it is stored", {
+    "name": "billing", "title": "Your billing account", "description": "The API key of your billing account.",
+    "spec": {"connection_type": "http_api_key",
+             "config": {"url": "https://api.billing.example", "header": "X-Api-Key", "prefix": ""},
+             "verify": {"method": "GET", "path": "/v1/me", "expect": [200],
+                        "account": {"id": "$.id", "label": "$.email"}}},
+})
 REQUIREMENT_UPDATE = request_example("Retitle it", {"title": "Billing account (read-only key)"})
 VERSION = response_example("Version 2", {
     "id": VERSION_ID, "workflow_id": WORKFLOW_ID, "number": 2, "description": "Search invoices by question.",
@@ -97,8 +106,9 @@ VERSION_CREATE = request_example("Save a definition", {"definition": DEFINITION,
 _APP = {
     "id": APP_ID, "name": "Invoice bot", "hostname": f"{APP_ID}.apps.localhost", "access_type": "private",
     "project_id": PROJECT_ID, "allowed_redirect_origins": ["https://app.example.com"],
-    "allow_anonymous_uploads": False, "mcp_enabled": False, "current_deployment_id": DEPLOYMENT_ID,
-    "workflow_version_id": VERSION_ID,
+    "allow_anonymous_uploads": False, "mcp_enabled": False, "connect_verifier_url": "", "display_name": "Invoice bot",
+    "logo_url": "https://app.example.com/logo.png", "accent_color": "#3b5bdb", "support_url": "https://app.example.com/help",
+    "current_deployment_id": DEPLOYMENT_ID, "workflow_version_id": VERSION_ID,
     "created_at": CREATED, "updated_at": UPDATED,
 }
 APP = response_example("An App", _APP)
@@ -127,7 +137,10 @@ ROLLBACK = request_example("Back to the deployment before the current one", {})
 ROLLBACK_TO = request_example("Back to a given deployment", {"deployment_id": DEPLOYMENT_ID})
 LINK = response_example("user-42's link", {
     "id": LINK_ID, "app_id": APP_ID, "user_id": "user-42", "requirement_id": REQUIREMENT_ID,
-    "connection_id": END_USER_CONNECTION_ID, "status": "active", "created_at": CREATED, "updated_at": UPDATED,
+    "connection_id": END_USER_CONNECTION_ID, "status": "active", "health": "ok", "status_reason": "",
+    "account": {"id": "acct_1042", "label": "ada@example.com"},
+    "last_verified_at": None, "last_refreshed_at": UPDATED, "next_refresh_at": "2025-01-16T14:55:00Z",
+    "created_at": CREATED, "updated_at": UPDATED,
 })
 
 # Error answers, for operations that answer no body on success
@@ -140,3 +153,36 @@ CONNECTION_REFERENCED = response_example("Still referenced", {"error": {
 LINK_NOT_FOUND = response_example("No such link", {"error": {
     "code": "not_found", "message": "Not found.", "details": {},
 }}, status_codes=[404])
+
+# Webhooks (SPEC §13)
+
+WEBHOOK_ID = "c5d6e7f8-091a-4b2c-9d3e-4f5a6b7c8dfc"
+DELIVERY_ID = "d6e7f809-1a2b-4c3d-8e4f-5a6b7c8d9e0d"
+EVENT_ID = "evt_5f0c2a9e7b3d4c1e8a6f2b9d0c7e3a15"
+
+WEBHOOK = response_example("A webhook for two event types of one App", {
+    "id": WEBHOOK_ID, "project_id": PROJECT_ID, "url": "https://hooks.example.com/platform",
+    "events": ["link.created", "requirement.unsatisfied"], "app_ids": [APP_ID],
+    "description": "Invoice bot: tell our backend when a user must reconnect", "enabled": True,
+    "created_at": CREATED, "updated_at": UPDATED,
+})
+WEBHOOK_CREATED = response_example("Created: the signing secret, shown this once", {
+    **WEBHOOK.value, "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+})
+WEBHOOK_CREATE = request_example("Subscribe to two event types of one App", {
+    "url": "https://hooks.example.com/platform", "events": ["link.created", "requirement.unsatisfied"],
+    "app_ids": [APP_ID], "description": "Invoice bot: tell our backend when a user must reconnect",
+})
+WEBHOOK_UPDATE = request_example("Subscribe to every event type", {"events": ["*"]})
+WEBHOOK_DELIVERY = response_example("A delivered event", {
+    "id": DELIVERY_ID, "webhook_id": WEBHOOK_ID, "event_id": EVENT_ID, "event_type": "requirement.unsatisfied",
+    "status": "delivered", "attempts": 2, "last_status_code": 200, "last_error": "", "next_attempt_at": None,
+    "delivered_at": UPDATED, "redelivery_of": None, "created_at": CREATED,
+    "payload": {"type": "requirement.unsatisfied", "id": EVENT_ID, "timestamp": CREATED, "data": {
+        "app_id": APP_ID, "user_id": "user-42",
+        "requirement": {"id": REQUIREMENT_ID, "name": "billing", "title": "Billing account"},
+        "connection_id": END_USER_CONNECTION_ID, "status": "expired", "status_reason": "invalid_grant",
+        "account": {"id": "1234", "label": "ada@example.com"}, "cause": "connection.expired",
+        "connect_url": "https://platform.example.com/connect?token=eyJ...",
+    }},
+})

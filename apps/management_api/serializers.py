@@ -8,6 +8,7 @@ Input serializers refuse unknown fields, so a typo (or `name` in a connection PA
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from drf_spectacular.utils import extend_schema_field
@@ -42,6 +43,9 @@ class AuthorizationUrlSerializer(serializers.Serializer):
 # Connections
 
 
+ACCOUNT_HELP = 'The upstream account the credentials belong to, {"id", "label"} (SPEC §13); null when unknown.'
+
+
 class ConnectionOwnerSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=Connection.Owner.choices)
     app_id = serializers.UUIDField(allow_null=True)
@@ -60,6 +64,17 @@ class ConnectionSerializer(serializers.Serializer):
     project_id = serializers.UUIDField()
     owner = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField(allow_null=True, help_text="OAuth2 access token expiry.")
+    # SPEC §13 health (the same five fields on a link, read from its connection).
+    health = serializers.ChoiceField(
+        choices=Connection.Health.choices,
+        help_text="`degraded` while token refreshes fail transiently (retried with backoff; status unchanged).",
+    )
+    status_reason = serializers.CharField(help_text="Why the status or health last changed; never a secret.")
+    last_verified_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the credentials last passed a link-time verification.")
+    last_refreshed_at = serializers.DateTimeField(allow_null=True, help_text="When OAuth2 tokens were last obtained.")
+    next_refresh_at = serializers.DateTimeField(allow_null=True, help_text="When the OAuth2 token is refreshed next.")
+    account = serializers.JSONField(allow_null=True, help_text=ACCOUNT_HELP)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -104,6 +119,10 @@ class ConnectionUpdateSerializer(StrictInputSerializer):
 # OAuth2 providers
 
 
+USERINFO_HELP = ("Optional: read with each new access token to learn the account (`sub`|`id`, `email`|`login`|`name`). "
+                 "Changing it needs the client secret again, like the other URLs tokens go to.")
+
+
 @with_examples(ex.PROVIDER)
 class OAuthProviderSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -111,6 +130,7 @@ class OAuthProviderSerializer(serializers.Serializer):
     authorize_url = serializers.URLField()
     token_url = serializers.URLField()
     revoke_url = serializers.CharField(allow_blank=True)
+    userinfo_url = serializers.CharField(allow_blank=True, help_text=USERINFO_HELP)
     client_id = serializers.CharField()
     client_secret = serializers.SerializerMethodField(help_text=f"Write-only: '{MASK}' when set, '' when not.")
     scopes = serializers.ListField(child=serializers.CharField())
@@ -129,6 +149,7 @@ class OAuthProviderCreateSerializer(StrictInputSerializer):
     authorize_url = serializers.URLField(max_length=500)
     token_url = serializers.URLField(max_length=500)
     revoke_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    userinfo_url = serializers.URLField(max_length=500, required=False, allow_blank=True, help_text=USERINFO_HELP)
     client_id = serializers.CharField(max_length=500)
     client_secret = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=2000)
     scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100)
@@ -142,6 +163,7 @@ class OAuthProviderUpdateSerializer(StrictInputSerializer):
     authorize_url = serializers.URLField(max_length=500, required=False)
     token_url = serializers.URLField(max_length=500, required=False)
     revoke_url = serializers.URLField(max_length=500, required=False, allow_blank=True)
+    userinfo_url = serializers.URLField(max_length=500, required=False, allow_blank=True, help_text=USERINFO_HELP)
     client_id = serializers.CharField(max_length=500, required=False)
     client_secret = serializers.CharField(
         required=False, allow_blank=True, write_only=True, max_length=2000,
@@ -180,8 +202,15 @@ class RequirementSpecSerializer(StrictInputSerializer):
     scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False, help_text="OAuth2 only.")
     config = serializers.DictField(
         required=False,
-        help_text='OAuth2 only, required there: builder-fixed config of the end users\' connections, {"url": '
-                  '"https://api.example.com"}: the origin their tokens may be sent to.',
+        help_text='Builder-fixed, non-secret fields of the end users\' connections (SPEC §13), e.g. {"url", "header", '
+                  '"prefix"} for http_api_key or {"base_url"} for openai; end users are asked only for the rest. '
+                  'Required for oauth2: {"url": "https://api.example.com"}, the origin their tokens may be sent to.',
+    )
+    verify = serializers.JSONField(
+        required=False,
+        help_text='The link-time probe: {"method": "GET", "path": "/v1/me", "expect": [200], "account": {"id": '
+                  '"<json path>", "label": "<json path>"}}, relative to the connection\'s base URL; false skips the '
+                  "connection type's default probe (openai: GET models).",
     )
 
 
@@ -198,7 +227,7 @@ class RequirementSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-@with_examples(ex.REQUIREMENT_CREATE)
+@with_examples(ex.REQUIREMENT_CREATE, ex.REQUIREMENT_CREATE_FIXED)
 class RequirementCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100, help_text="Machine name, unique per workflow.")
     title = serializers.CharField(max_length=200)
@@ -247,8 +276,25 @@ class WorkflowVersionCreateSerializer(StrictInputSerializer):
 # Apps, deployments, links
 
 
+VERIFIER_URL_HELP = (
+    "User verification (SPEC §13): after an end user completes a connection the browser goes to this URL with "
+    "`?flow_id=`, and your backend confirms the flow (`POST /v1/connect/flows/{flow_id}/confirm`) before the "
+    "connection serves runs. https (http only with ALLOW_PRIVATE_NETWORK_TARGETS); empty turns it off."
+)
 ANONYMOUS_UPLOADS_HELP = "Public Apps: whether callers without an access key may upload files (default false)."
 MCP_ENABLED_HELP = "Whether the App is also an MCP server at /mcp on its host (default false; SPEC §14)."
+DISPLAY_NAME_HELP = "The name the hosted connect page shows (blank: the App's name)."
+LOGO_URL_HELP = "The hosted connect page's logo: an https URL (blank: none)."
+ACCENT_COLOR_HELP = "The hosted connect page's accent colour, #rrggbb (blank: the default)."
+SUPPORT_URL_HELP = "A help link on the hosted connect page: an https URL (blank: none)."
+
+
+class BrandingInputMixin(serializers.Serializer):
+    # Checked by apps.deployments.services.validate_branding (the one rule for the API and the admin).
+    display_name = serializers.CharField(max_length=200, required=False, allow_blank=True, help_text=DISPLAY_NAME_HELP)
+    logo_url = serializers.CharField(max_length=500, required=False, allow_blank=True, help_text=LOGO_URL_HELP)
+    accent_color = serializers.CharField(max_length=7, required=False, allow_blank=True, help_text=ACCENT_COLOR_HELP)
+    support_url = serializers.CharField(max_length=500, required=False, allow_blank=True, help_text=SUPPORT_URL_HELP)
 
 
 @with_examples(ex.APP)
@@ -261,6 +307,11 @@ class AppSerializer(serializers.Serializer):
     allowed_redirect_origins = serializers.ListField(child=serializers.CharField())
     allow_anonymous_uploads = serializers.BooleanField()
     mcp_enabled = serializers.BooleanField()
+    connect_verifier_url = serializers.CharField(allow_blank=True)
+    display_name = serializers.CharField(allow_blank=True, help_text=DISPLAY_NAME_HELP)
+    logo_url = serializers.CharField(allow_blank=True, help_text=LOGO_URL_HELP)
+    accent_color = serializers.CharField(allow_blank=True, help_text=ACCENT_COLOR_HELP)
+    support_url = serializers.CharField(allow_blank=True, help_text=SUPPORT_URL_HELP)
     current_deployment_id = serializers.UUIDField(allow_null=True)
     workflow_version_id = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -280,7 +331,7 @@ class AppCreatedSerializer(AppSerializer):
 
 
 @with_examples(ex.APP_CREATE)
-class AppCreateSerializer(StrictInputSerializer):
+class AppCreateSerializer(BrandingInputMixin, StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     access_type = serializers.ChoiceField(choices=App.AccessType.choices, required=False, default=App.AccessType.PRIVATE)
     allowed_redirect_origins = serializers.ListField(
@@ -294,10 +345,12 @@ class AppCreateSerializer(StrictInputSerializer):
     project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
     allow_anonymous_uploads = serializers.BooleanField(required=False, default=False, help_text=ANONYMOUS_UPLOADS_HELP)
     mcp_enabled = serializers.BooleanField(required=False, default=False, help_text=MCP_ENABLED_HELP)
+    connect_verifier_url = serializers.CharField(max_length=500, required=False, allow_blank=True, default="",
+                                                 help_text=VERIFIER_URL_HELP)
 
 
 @with_examples(ex.APP_UPDATE)
-class AppUpdateSerializer(StrictInputSerializer):
+class AppUpdateSerializer(BrandingInputMixin, StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     hostname = serializers.CharField(
         max_length=253, required=False,
@@ -309,6 +362,8 @@ class AppUpdateSerializer(StrictInputSerializer):
     allowed_redirect_origins = serializers.ListField(
         child=serializers.CharField(max_length=500), required=False, max_length=50
     )
+    connect_verifier_url = serializers.CharField(max_length=500, required=False, allow_blank=True,
+                                                 help_text=VERIFIER_URL_HELP)
 
 
 @with_examples(ex.DEPLOYMENT, ex.ROLLBACK_DEPLOYMENT)
@@ -344,5 +399,83 @@ class LinkSerializer(serializers.Serializer):
     requirement_id = serializers.UUIDField()
     connection_id = serializers.UUIDField()
     status = serializers.ChoiceField(source="connection.status", choices=Connection.Status.choices)
+    health = serializers.ChoiceField(source="connection.health", choices=Connection.Health.choices)
+    status_reason = serializers.CharField(source="connection.status_reason")
+    last_verified_at = serializers.DateTimeField(source="connection.last_verified_at", allow_null=True)
+    last_refreshed_at = serializers.DateTimeField(source="connection.last_refreshed_at", allow_null=True)
+    next_refresh_at = serializers.DateTimeField(source="connection.next_refresh_at", allow_null=True)
+    account = serializers.JSONField(source="connection.account", allow_null=True, help_text=ACCOUNT_HELP)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+# Webhooks (SPEC §13)
+
+
+@with_examples(ex.WEBHOOK)
+class WebhookSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    project_id = serializers.UUIDField()
+    url = serializers.URLField()
+    events = serializers.ListField(child=serializers.CharField())
+    app_ids = serializers.ListField(child=serializers.UUIDField(), help_text="Empty: every App and shared connections.")
+    description = serializers.CharField(allow_blank=True)
+    enabled = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+@with_examples(ex.WEBHOOK_CREATED)
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(
+        help_text="Signs deliveries (Standard Webhooks `whsec_...`). Shown in this answer only: store it now."
+    )
+
+
+WEBHOOK_EVENTS_HELP = (
+    "Event types to receive: link.created, link.reconnected, link.deleted, connection.refresh_failed, "
+    "connection.expired, connection.unauthorized, connection.recovered, requirement.unsatisfied; or [\"*\"] for all."
+)
+
+
+@with_examples(ex.WEBHOOK_CREATE)
+class WebhookCreateSerializer(StrictInputSerializer):
+    url = serializers.URLField(max_length=2000, help_text="HTTPS, resolving to a public address.")
+    events = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=20,
+                                   help_text=WEBHOOK_EVENTS_HELP)
+    app_ids = serializers.ListField(child=serializers.UUIDField(), required=False, default=list, max_length=100,
+                                    help_text="Only these Apps of the project (default: all, and shared connections).")
+    description = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+    enabled = serializers.BooleanField(required=False, default=True)
+    project_id = serializers.UUIDField(required=False, help_text="Required with an organization-wide key.")
+
+
+@with_examples(ex.WEBHOOK_UPDATE)
+class WebhookUpdateSerializer(StrictInputSerializer):
+    url = serializers.URLField(max_length=2000, required=False)
+    events = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=20,
+                                   required=False, help_text=WEBHOOK_EVENTS_HELP)
+    app_ids = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=100)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False)
+
+
+@with_examples(ex.WEBHOOK_DELIVERY)
+class WebhookDeliverySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    webhook_id = serializers.UUIDField(source="endpoint_id")
+    event_id = serializers.CharField(help_text="Sent as `webhook-id`: the same on every retry and redelivery.")
+    event_type = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "retrying", "delivered", "dead"])
+    attempts = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    redelivery_of = serializers.UUIDField(source="redelivery_of_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    payload = serializers.SerializerMethodField(help_text="The event exactly as sent (never a secret).")
+
+    @extend_schema_field(serializers.DictField())
+    def get_payload(self, delivery) -> dict:
+        return json.loads(delivery.body)

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import apis
+from . import apis, webhook_apis
 
 app_name = "management"
 
@@ -30,4 +30,13 @@ urlpatterns = [
     path("apps/<uuid:app_id>/rollback", apis.RollbackApi.as_view(), name="app-rollback"),
     path("apps/<uuid:app_id>/links", apis.LinkListApi.as_view(), name="link-list"),
     path("apps/<uuid:app_id>/links/<uuid:link_id>", apis.LinkDetailApi.as_view(), name="link-detail"),
+    path("webhooks", webhook_apis.WebhookListApi.as_view(), name="webhook-list"),
+    path("webhooks/<uuid:webhook_id>", webhook_apis.WebhookDetailApi.as_view(), name="webhook-detail"),
+    path("webhooks/<uuid:webhook_id>/test", webhook_apis.WebhookTestApi.as_view(), name="webhook-test"),
+    path("webhooks/<uuid:webhook_id>/rotate_secret", webhook_apis.WebhookRotateSecretApi.as_view(),
+         name="webhook-rotate-secret"),
+    path("webhooks/<uuid:webhook_id>/deliveries", webhook_apis.WebhookDeliveryListApi.as_view(),
+         name="webhook-delivery-list"),
+    path("webhook_deliveries/<uuid:delivery_id>/redeliver", webhook_apis.WebhookRedeliverApi.as_view(),
+         name="webhook-delivery-redeliver"),
 ]

@@ -18,43 +18,39 @@ CALLBACK_RETRY_BASE_SECONDS, doubling each time, CALLBACK_MAX_ATTEMPTS attempts 
 the receiver said no, and asking again would not change that. A target that now resolves to a
 non-public address is `dead` too (the SSRF guard refused it, before any packet was sent).
 
-Each delivery is the background job `deliver_callback` (apps.runs.dispatch), queued when its run ends.
+Each delivery is the background job `deliver_callback` (apps.runs.dispatch), queued when its run ends. The
+signing, the POST, the classification and the next state are apps.runs.delivery's, shared with webhooks.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
-import time
-from datetime import timedelta
 from typing import Any
 
-import httpx
 from django.conf import settings
-from django.db.models import F
 from django.utils import timezone
 
-from apps.core import log_context, metrics
+from apps.core import log_context
 from apps.core.errors import BadRequest
 from apps.core.formats import rfc3339
 from apps.engine import BlockedAddressError, check_url_target
 
+from . import delivery as signed
 from .dispatch import job, submit
-from .http import guarded_client
 from .models import CallbackDelivery, Run
 
 logger = logging.getLogger(__name__)
 
-SECRET_PREFIX = "whsec_"
-TIMEOUT_SECONDS = 10.0
+SECRET_PREFIX = signed.SECRET_PREFIX
+TIMEOUT_SECONDS = signed.TIMEOUT_SECONDS
 
 
-def callback_client() -> httpx.Client:
-    """SSRF-guarded (the address is checked again when connecting, and connected to as checked), no redirects."""
-    return guarded_client(follow_redirects=False, timeout=TIMEOUT_SECONDS)
+# Re-exported: the signing and the client are the shared mechanism's (apps.runs.delivery).
+callback_client = signed.delivery_client
+sign = signed.sign
+signing_key = signed.signing_key
+retry_delay = signed.retry_delay
 
 
 def validate_callbacks(callbacks: list[dict[str, Any]]) -> None:
@@ -87,15 +83,6 @@ def deliveries_create(*, run: Run, callbacks: list[dict[str, Any]]) -> list[Call
     )
 
 
-def signing_key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
-
-
-def sign(*, secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(signing_key(secret), f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
 def callback_body(delivery: CallbackDelivery) -> str:
     run = delivery.run
     return json.dumps(
@@ -105,11 +92,6 @@ def callback_body(delivery: CallbackDelivery) -> str:
         },
         separators=(",", ":"),
     )
-
-
-def retry_delay(attempts: int) -> float:
-    """Delay before the attempt after attempt number `attempts` (1-based): base, 2*base, 4*base..."""
-    return float(settings.CALLBACK_RETRY_BASE_SECONDS) * (2 ** (attempts - 1))
 
 
 def deliver(delivery_id) -> float | None:
@@ -124,60 +106,24 @@ def deliver(delivery_id) -> float | None:
         return None
     if not delivery.run.is_terminal:
         return None  # scheduled again when the run ends
-    if delivery.next_attempt_at and delivery.next_attempt_at - timezone.now() > timedelta(seconds=0.5):
-        return None  # not due: a duplicate message (recovery); the scheduled one will make this attempt
-    attempt = delivery.attempts + 1
-    claimed = CallbackDelivery.objects.filter(
-        id=delivery.id, attempts=delivery.attempts, status__in=[CallbackDelivery.Status.PENDING, CallbackDelivery.Status.RETRYING]
-    ).update(attempts=F("attempts") + 1, last_attempt_at=timezone.now())
-    if not claimed:
+    if signed.not_due(delivery):
+        return None
+    attempt = signed.claim(CallbackDelivery, delivery)
+    if attempt is None:
         return None
     if not delivery.body:
         delivery.body = callback_body(delivery)
         CallbackDelivery.objects.filter(id=delivery.id).update(body=delivery.body)
-    body = delivery.body.encode()
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "runtime-connection-platform-callbacks/1",
-        "webhook-id": str(delivery.id),
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret=delivery.run.app.callback_signing_secret or "", message_id=str(delivery.id),
-                                  timestamp=timestamp, body=body),
-    }
+    headers = {}
     if delivery.auth and delivery.auth.get("type") == "bearer":
         headers["Authorization"] = f"Bearer {delivery.auth['token']}"
-
-    status_code: int | None = None
-    error = ""
-    retryable = False
-    try:
-        response = callback_client().post(delivery.url, content=body, headers=headers)
-        status_code = response.status_code
-        response.close()
-        if not response.is_success:
-            error = f"HTTP {status_code}"
-            retryable = status_code == 429 or status_code >= 500
-    except BlockedAddressError as exc:
-        error = f"{exc.code}: {exc}"[:500]
-        retryable = not exc.address  # a name that did not resolve may resolve later; a private address will not
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
-        retryable = True
-
-    now = timezone.now()
-    fields: dict[str, Any] = {"last_status_code": status_code, "last_error": error}
-    delay: float | None = None
-    if status_code is not None and 200 <= status_code < 300:
-        fields.update(status=CallbackDelivery.Status.DELIVERED, delivered_at=now, next_attempt_at=None, last_error="")
-    elif retryable and attempt < int(settings.CALLBACK_MAX_ATTEMPTS):
-        delay = retry_delay(attempt)
-        fields.update(status=CallbackDelivery.Status.RETRYING, next_attempt_at=now + timedelta(seconds=delay))
-    else:
-        fields.update(status=CallbackDelivery.Status.DEAD, next_attempt_at=None)
-    CallbackDelivery.objects.filter(id=delivery.id).update(**fields)
-    metrics.delivery(kind="callback", outcome=fields["status"])
-    logger.info("callback %s attempt %s: %s", delivery.id, attempt, fields["status"])
+    outcome = signed.post_signed(
+        url=delivery.url, secret=delivery.run.app.callback_signing_secret or "", message_id=str(delivery.id),
+        body=delivery.body.encode(), attempt=attempt, user_agent="runtime-connection-platform-callbacks/1",
+        headers=headers,
+    )
+    delay = signed.record(CallbackDelivery, delivery.id, outcome, kind="callback")
+    logger.info("callback %s attempt %s: %s", delivery.id, attempt, outcome.status)
     return delay
 
 

@@ -47,6 +47,9 @@ class PeriodicJob:
 # Order matters where one job frees what the next deletes: runs go before the files only they referenced.
 JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("runs.recovery_sweep", "apps.runs.recovery.recover_sweep", "RUNS_RECOVERY_SWEEP_SECONDS"),
+    PeriodicJob("webhooks.retry_sweep", "apps.webhooks.jobs.retry_sweep", "WEBHOOK_RETRY_SWEEP_SECONDS"),
+    PeriodicJob("connections.refresh_due", "apps.connections.oauth_flows.refresh_due", "OAUTH_REFRESH_EVERY_SECONDS"),
+    PeriodicJob("connect.verification_sweep", "apps.connect.verification.flows_sweep", "CONNECT_VERIFY_SWEEP_SECONDS"),
     PeriodicJob("retention.runs", "apps.runs.retention.runs_purge_expired", "RETENTION_EVERY_SECONDS", retention=True),
     PeriodicJob("retention.files", "apps.runs.files.files_purge_expired", "RETENTION_EVERY_SECONDS", retention=True),
     PeriodicJob("retention.credential_access", "apps.credentials.retention.credential_access_purge_expired",

@@ -17,7 +17,13 @@ from apps.core.errors import BadRequest
 from apps.engine import connection_types
 
 from .models import Requirement, Workflow, WorkflowVersion
-from .services import requirement_create, requirement_update, workflow_create, workflow_version_create
+from .services import (
+    requirement_create,
+    requirement_spec_validate,
+    requirement_update,
+    workflow_create,
+    workflow_version_create,
+)
 from .validation import validate_definition
 
 
@@ -98,6 +104,16 @@ class RequirementAddForm(forms.ModelForm):
         required=False, assume_scheme="https", label="API base URL",
         help_text="OAuth2 requirements only, required there: the origin the end users' tokens may be sent to.",
     )
+    fixed_config = forms.JSONField(
+        required=False, label="Fixed fields",
+        help_text='Non-secret fields fixed for every end user, a JSON object, e.g. {"url": "https://api.example.com", '
+                  '"header": "X-Api-Key", "prefix": ""}; end users are asked only for the rest. (OAuth2: use the URL above.)',
+    )
+    verify = forms.JSONField(
+        required=False, label="Verification",
+        help_text='Optional probe run before end-user credentials are stored, e.g. {"method": "GET", "path": "/v1/me", '
+                  '"expect": [200], "account": {"id": "$.id", "label": "$.email"}}; false skips the type\'s default.',
+    )
 
     class Meta:
         model = Requirement
@@ -127,6 +143,22 @@ class RequirementAddForm(forms.ModelForm):
                 spec["config"] = {"url": url}
         elif provider is not None or cleaned.get("scopes") or cleaned.get("url"):
             self.add_error("provider", "Provider, scopes and URL apply to OAuth2 requirements only.")
+        fixed = cleaned.get("fixed_config")
+        if fixed not in (None, {}, ""):
+            if ctype == "oauth2":
+                self.add_error("fixed_config", "OAuth2 requirements fix their URL in the field above.")
+            else:
+                spec["config"] = fixed
+        if cleaned.get("verify") is not None:
+            spec["verify"] = cleaned["verify"]
+        if workflow is not None and not self.errors:
+            try:  # the API's validation, one place (fixed fields, probe)
+                spec = requirement_spec_validate(workflow=workflow, spec=spec)
+            except BadRequest as exc:
+                for key, messages_ in exc.details.items():
+                    target = "verify" if key.startswith("spec.verify") else (
+                        "fixed_config" if key.startswith("spec.config") and ctype != "oauth2" else None)
+                    self.add_error(target, [f"{key}: {m}" for m in messages_])
         self.spec = spec
         return cleaned
 
@@ -151,7 +183,8 @@ class RequirementAdmin(CascadeReadOnlyMixin, admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("workflow", "name", "title", "description", "connection_type", "provider", "scopes", "url")
+            return ("workflow", "name", "title", "description", "connection_type", "provider", "scopes", "url",
+                    "fixed_config", "verify")
         return ("workflow", "name", "type", "spec_pretty", "title", "description", "id", "created_at", "updated_at")
 
     def get_readonly_fields(self, request, obj=None):

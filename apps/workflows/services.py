@@ -10,7 +10,7 @@ from apps.accounts.models import Project
 from apps.connections.models import OAuthProvider
 from apps.core.actors import actor_label
 from apps.core.errors import BadRequest, Conflict
-from apps.engine import connection_types
+from apps.engine import connection_types, probes
 from apps.engine.connection_types import ConfigError
 
 from .models import Requirement, VersionConnectionRef, Workflow, WorkflowVersion
@@ -27,10 +27,16 @@ def workflow_create(*, project: Project, name: str, description: str = "") -> Wo
     return Workflow.objects.create(project=project, name=name, description=description or "")
 
 
-def _validated_spec(*, workflow: Workflow, spec: Any) -> dict:
+def requirement_spec_validate(*, workflow: Workflow, spec: Any) -> dict:
+    """A requirement's spec, normalized, or BadRequest with details keyed `spec.<field>`.
+
+    `config` (SPEC §13 builder-fixed fields): non-secret fields of the end users' connections, checked as the
+    connection itself would check them; required for oauth2 (`url`: where the tokens may go). `verify`: the
+    link-time probe (apps.engine.probes), or `false` to skip the type's default probe.
+    """
     if not isinstance(spec, dict):
         raise BadRequest("Invalid requirement.", details={"spec": ["must be an object"]})
-    unknown = sorted(set(spec) - {"connection_type", "provider_id", "scopes", "config"})
+    unknown = sorted(set(spec) - {"connection_type", "provider_id", "scopes", "config", "verify"})
     if unknown:
         raise BadRequest("Invalid requirement.", details={"spec": [f"unknown field(s): {', '.join(unknown)}"]})
     try:
@@ -51,35 +57,47 @@ def _validated_spec(*, workflow: Workflow, spec: Any) -> dict:
         scopes = spec.get("scopes", [])
         if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
             raise BadRequest("Invalid requirement.", details={"spec.scopes": ["must be a list of strings"]})
-        result.update(provider_id=str(provider.id), scopes=scopes, config=_fixed_config(spec.get("config")))
+        if not isinstance(spec.get("config"), dict):
+            raise BadRequest("Invalid requirement.",
+                             details={"spec.config": ["must be an object with the API's url"]})
+        result.update(provider_id=str(provider.id), scopes=scopes, config=_fixed_config(ctype, spec["config"]))
+        if not result["config"].get("url"):
+            raise BadRequest(
+                "Invalid requirement.",
+                details={"spec.config.url": ["this field is required: it fixes the origin the end user's token may be sent to"]},
+            )
     elif "provider_id" in spec or "scopes" in spec:
         raise BadRequest("Invalid requirement.", details={"spec": ["provider_id and scopes apply to oauth2 only"]})
     elif "config" in spec:
-        raise BadRequest("Invalid requirement.", details={"spec.config": ["builder-fixed fields apply to oauth2 only"]})
+        fixed = _fixed_config(ctype, spec["config"])
+        if fixed:
+            result["config"] = fixed
+    if "verify" in spec:
+        verify = spec["verify"]
+        if verify is False:
+            result["verify"] = False  # no probe, not even the type's default
+        else:
+            try:
+                result["verify"] = probes.validate_verify_spec(ctype, verify)
+            except ConfigError as exc:
+                raise BadRequest("Invalid requirement.", details={
+                    (f"spec.verify.{key}" if key != "verify" else "spec.verify"): msgs for key, msgs in exc.errors.items()
+                }) from exc
     return result
 
 
-def _fixed_config(config: Any) -> dict:
-    """`spec.config` of an oauth2 requirement (SPEC §13 builder-fixed fields): today the `url` only.
+def _fixed_config(ctype: str, config: Any) -> dict:
+    """`spec.config`: the fields the builder fixes for every end user (SPEC §13), validated by the registry.
 
-    The end user's connection is created by the authorization flow, so the origin its token may be sent
-    to must come from the builder (SPEC §12: every credential-bearing connection fixes its origin).
+    An end user's OAuth2 connection is created by the authorization flow, so the origin its token may be
+    sent to must come from the builder (SPEC §12: every credential-bearing connection fixes its origin).
     """
-    if not isinstance(config, dict):
-        raise BadRequest("Invalid requirement.", details={"spec.config": ["must be an object with the API's url"]})
-    unknown = sorted(set(config) - {"url"})
-    if unknown:
-        raise BadRequest("Invalid requirement.", details={"spec.config": [f"unknown field(s): {', '.join(unknown)}"]})
-    url = config.get("url")
-    if not isinstance(url, str) or not url.strip():
-        raise BadRequest(
-            "Invalid requirement.",
-            details={"spec.config.url": ["this field is required: it fixes the origin the end user's token may be sent to"]},
-        )
-    problem = connection_types.url_problem(url)
-    if problem:
-        raise BadRequest("Invalid requirement.", details={"spec.config.url": [problem]})
-    return {"url": url.strip()}
+    try:
+        return connection_types.validate_fixed_config(ctype, config)
+    except ConfigError as exc:
+        raise BadRequest("Invalid requirement.", details={
+            (f"spec.config.{key}" if key != "config" else "spec.config"): msgs for key, msgs in exc.errors.items()
+        }) from exc
 
 
 @transaction.atomic
@@ -94,7 +112,7 @@ def requirement_create(
         errors["title"] = ["this field is required"]
     if errors:
         raise BadRequest("Invalid requirement.", details=errors)
-    clean_spec = _validated_spec(workflow=workflow, spec=spec)
+    clean_spec = requirement_spec_validate(workflow=workflow, spec=spec)
     if Requirement.objects.filter(workflow=workflow, name=name).exists():
         raise Conflict("A requirement with this name already exists on the workflow.", details={"name": [name]})
     return Requirement.objects.create(

@@ -12,6 +12,7 @@ from apps.deployments.models import App
 from apps.workflows.models import Requirement
 from apps.workflows.services import requirement_create
 from tests import factories
+from tests.connect.lifecycle_support import events  # noqa: F401  (fixture: connection_event recorder)
 from tests.support.admin import operator, operator_client, world  # noqa: F401  (for test_admin.py)
 
 CLIENT_APP_ORIGIN = "https://client.example.com"
@@ -74,3 +75,13 @@ def connect_token(app: App, user_id: str, redirect_url: str = "") -> str:
 
 def bearer(token: str) -> dict:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+@pytest.fixture
+def billing():
+    """A billing API on loopback that accepts one key (tests/connect/link_fields_support.py)."""
+    from tests.connect.link_fields_support import billing_api
+    from tests.support.http_stub import HttpStub
+
+    with HttpStub(billing_api) as stub:
+        yield stub

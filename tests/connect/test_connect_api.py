@@ -43,6 +43,14 @@ class TestRequirements:
         assert data["billing"] == {
             "id": str(setup.billing.id), "type": "connection", "name": "billing", "title": "Your billing account",
             "description": "", "spec": {"connection_type": "http_api_key"}, "status": "pending",
+            # SPEC §13: what the user is asked for (nothing fixed here: every field) and the linked account.
+            "fields": [
+                {"name": "url", "label": "Base URL", "kind": "url", "required": True, "secret": False},
+                {"name": "api_key", "label": "API key", "kind": "string", "required": True, "secret": True},
+                {"name": "header", "label": "Header name", "kind": "string", "required": False, "secret": False},
+                {"name": "prefix", "label": "Value prefix", "kind": "string", "required": False, "secret": False},
+            ],
+            "account": None,
         }
         assert data["crm"]["spec"]["connection_type"] == "oauth2"
 

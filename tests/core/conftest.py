@@ -6,10 +6,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from apps.connect.models import ConnectFlow
 from apps.connections.models import Connection, OAuthState
 from apps.connections.services import connection_create, oauth_provider_create
 from apps.core.fields import ENCRYPTED_FIELDS
 from apps.runs.models import CallbackDelivery, Run
+from apps.webhooks.services import webhook_create
 from tests import factories
 from tests.support.admin import operator, operator_client, world  # noqa: F401  (for test_admin.py)
 
@@ -19,11 +21,13 @@ CODE_VERIFIER = "canary-code-verifier-0d1e2f3a4b5c6d7e8f"
 # Every EncryptedJSONField in the project. A new one must be added here (and to `stored_secrets`), or
 # test_every_encrypted_field_is_covered fails: no credential column goes unchecked.
 EXPECTED_ENCRYPTED_FIELDS = {
+    "connect.ConnectFlow.pending_config",
     "connections.Connection.config",
     "connections.OAuthProvider.client_secret",
     "connections.OAuthState.code_verifier",
     "deployments.App.callback_signing_secret",
     "runs.CallbackDelivery.auth",
+    "webhooks.WebhookEndpoint.secret",
 }
 
 
@@ -90,13 +94,22 @@ def stored_secrets(project, canaries) -> StoredSecrets:
     )
     app = factories.make_app(project, version=version)
     factories.link_end_user(app, requirement, "user-42", {"url": "https://billing.example.com", "api_key": c["user42_api_key"]})
-    factories.link_end_user(app, requirement, "user-43", {"url": "https://billing.example.com", "api_key": c["user43_api_key"]})
+    linked = factories.link_end_user(app, requirement, "user-43", {"url": "https://billing.example.com",
+                                                                   "api_key": c["user43_api_key"]})
+    # A reconnect waiting for the App's confirmation keeps the new config aside (user verification).
+    ConnectFlow.objects.create(
+        app=app, user_id="user-43", requirement=requirement, connection=linked.connection, kind=ConnectFlow.Kind.RECONNECT,
+        pending_config={"url": "https://billing.example.com", "api_key": c["user42_api_key"]},
+        expires_at=timezone.now() + timedelta(minutes=10),
+    )
     run = Run.objects.create(app=app, deployment=app.current_deployment, workflow_version=version, mode=Run.Mode.ASYNC)
     CallbackDelivery.objects.create(
         run=run, url="https://hooks.example.com/runs", auth={"type": "bearer", "token": c["access_token"]}
     )
     app.refresh_from_db()
-    secrets = {**c, "code_verifier": CODE_VERIFIER, "callback_signing_secret": app.callback_signing_secret}
+    webhook = webhook_create(project=project, url="http://127.0.0.1:9/hooks", events=["*"])
+    secrets = {**c, "code_verifier": CODE_VERIFIER, "callback_signing_secret": app.callback_signing_secret,
+               "webhook_secret": webhook.secret}
     return StoredSecrets(
         secrets=secrets,
         objects={"api": api, "pg": pg, "llm": llm, "http": http, "provider": provider, "crm": crm, "app": app},

@@ -15,6 +15,8 @@ from apps.connect.models import EndUserLink
 from apps.connections.models import Connection, OAuthProvider
 from apps.connections.services import connection_create, oauth_provider_create
 from apps.deployments.models import App, Deployment
+from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
+from apps.webhooks.services import webhook_create
 from apps.workflows.models import Requirement, Workflow, WorkflowVersion
 from tests import factories
 from tests.factories import CANARIES
@@ -67,6 +69,8 @@ class World:
     app: App
     deployment: Deployment
     link: EndUserLink
+    webhook: WebhookEndpoint
+    webhook_delivery: WebhookDelivery
 
 
 @pytest.fixture
@@ -103,6 +107,10 @@ def world(project) -> World:
     app = factories.make_app(project, version=version)
     link = factories.link_end_user(app, requirement, "user-42",
                                    {"url": "https://billing.example.com", "api_key": CANARIES["user42_api_key"]})
+    webhook = webhook_create(project=project, url="http://127.0.0.1:9/hooks", events=["*"], app_ids=[app.id])
+    webhook_delivery = WebhookDelivery.objects.create(endpoint=webhook, event_id="evt_world", event_type="link.created",
+                                                      body='{"type":"link.created"}', status="dead")
     return World(project=project, api_connection=api, http_connection=http, openai_connection=openai,
                  pg_connection=pg, oauth_connection=oauth, provider=provider, workflow=workflow,
-                 requirement=requirement, version=version, app=app, deployment=app.current_deployment, link=link)
+                 requirement=requirement, version=version, app=app, deployment=app.current_deployment, link=link,
+                 webhook=webhook, webhook_delivery=webhook_delivery)

@@ -201,6 +201,9 @@ def test_links_list_filter_and_delete(owner, world):
     assert by_requirement[0] == {
         "id": str(world.link.id), "app_id": str(world.app.id), "user_id": "user-42",
         "requirement_id": str(world.requirement.id), "connection_id": str(world.link.connection_id), "status": "active",
+        "health": "ok", "status_reason": "", "last_verified_at": None, "last_refreshed_at": None,
+        "next_refresh_at": None,
+        "account": None,  # SPEC §13: the linked account, when the verification or userinfo named it
         "created_at": by_requirement[0]["created_at"], "updated_at": by_requirement[0]["updated_at"],
     }
     assert owner.get(base, {"status": "nope"}).status_code == 400
@@ -233,3 +236,40 @@ def test_it_refuses_the_wrong_actor_and_method(world, teammate, outsider, anonym
     # A link of another App (even of the same project) is not found under this one.
     other = factories.make_app(world.project, name="Other")
     assert owner.delete(f"/v1/apps/{other.id}/links/{world.link.id}").status_code == 404
+
+
+# SPEC §13 branding of the hosted connect page
+
+
+def test_it_sets_and_shows_the_connect_page_branding(owner, world):
+    response = owner.patch(f"/v1/apps/{world.app.id}", {
+        "display_name": "Ledgerly", "logo_url": "https://cdn.ledgerly.example/logo.png", "accent_color": "#0A7D5A",
+        "support_url": "https://help.ledgerly.example"}, format="json")
+    assert response.status_code == 200, response.content
+    data = response.json()["data"]
+    assert (data["display_name"], data["logo_url"], data["accent_color"], data["support_url"]) == (
+        "Ledgerly", "https://cdn.ledgerly.example/logo.png", "#0a7d5a", "https://help.ledgerly.example")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("logo_url", "http://cdn.example/logo.png"),
+    ("logo_url", "javascript:alert(1)"),
+    ("logo_url", "https://user@cdn.example/logo.png"),
+    ("support_url", "ftp://help.example"),
+    ("accent_color", "red"),
+    ("accent_color", "#12345"),
+    ("accent_color", "#123456;}"),
+])
+def test_it_validates_the_branding(owner, world, field, value):
+    response = owner.patch(f"/v1/apps/{world.app.id}", {field: value}, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["error"]["details"]
+
+
+def test_branding_can_be_given_at_creation_and_cleared(owner, project):
+    created = owner.post("/v1/apps", {"name": "Branded", "accent_color": "#112233"}, format="json")
+    assert created.status_code == 201, created.content
+    app_id = created.json()["data"]["id"]
+    assert created.json()["data"]["accent_color"] == "#112233"
+    cleared = owner.patch(f"/v1/apps/{app_id}", {"accent_color": ""}, format="json")
+    assert cleared.json()["data"]["accent_color"] == ""

@@ -15,6 +15,7 @@ from django.urls import URLPattern, get_resolver
 from apps.connect.models import EndUserLink
 from apps.connections.models import Connection, OAuthProvider
 from apps.deployments.models import App, Deployment
+from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from apps.workflows.models import Requirement, Workflow, WorkflowVersion
 from tests import factories
 from tests.factories import CANARIES
@@ -41,6 +42,7 @@ def _ids(world) -> dict[str, str]:
         "connection_id": str(world.oauth_connection.id), "provider_id": str(world.provider.id),
         "workflow_id": str(world.workflow.id), "requirement_id": str(world.requirement.id),
         "version_id": str(world.version.id), "app_id": str(world.app.id), "link_id": str(world.link.id),
+        "webhook_id": str(world.webhook.id), "delivery_id": str(world.webhook_delivery.id),
     }
 
 
@@ -63,18 +65,22 @@ def _bodies(world) -> dict[str, dict]:
         "apps/<uuid:app_id>": {"access_type": "public"},
         "apps/<uuid:app_id>/deployments": {"workflow_version_id": str(world.version.id)},
         "apps/<uuid:app_id>/rollback": {},
+        "webhooks": {"url": "http://127.0.0.1:9/intruder", "events": ["*"], "project_id": project_id},
+        "webhooks/<uuid:webhook_id>": {"url": "http://127.0.0.1:9/intruder"},
     }
 
 
 def _state():
     return [
         list(model.objects.order_by("pk").values_list("pk", flat=True))
-        for model in (Connection, OAuthProvider, Workflow, Requirement, WorkflowVersion, App, Deployment, EndUserLink)
+        for model in (Connection, OAuthProvider, Workflow, Requirement, WorkflowVersion, App, Deployment, EndUserLink,
+                      WebhookEndpoint, WebhookDelivery)
     ] + [
         sorted((str(c.pk), str(c.config)) for c in Connection.objects.all()),
         sorted((str(a.pk), a.access_type, a.name, str(a.current_deployment_id)) for a in App.objects.all()),
         sorted((str(r.pk), r.title) for r in Requirement.objects.all()),
         sorted((str(p.pk), p.client_id) for p in OAuthProvider.objects.all()),
+        sorted((str(w.pk), w.url, w.secret, w.enabled) for w in WebhookEndpoint.objects.all()),
     ]
 
 
@@ -90,7 +96,7 @@ def intruders(teammate_key, outsider_key, outsider_project):
 def test_every_endpoint_refuses_other_tenants(world, intruders):
     ids, bodies = _ids(world), _bodies(world)
     endpoints = _endpoints()
-    assert len(endpoints) == 17  # SPEC.md section 8
+    assert len(endpoints) == 23  # SPEC.md section 8, and the 6 webhook endpoints of section 13
     before = _state()
     checked = 0
     for route, view_class in endpoints:

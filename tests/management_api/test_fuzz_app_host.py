@@ -7,7 +7,8 @@ linked. Checks: no 5xx; every status code, content type and JSON body is the doc
 secret in any answer.
 
 Half of the cases are steered onto live data, so runs really execute instead of all ending in 400/404:
-the path's `run_id` becomes a finished run of the App, the body's `input` the workflow's own field, its
+the path's `run_id` becomes a finished run of the App, its `flow_id` a fresh pending connect flow of the
+linked user (tests/connect/test_verification.py has the confirm cases one by one), the body's `input` the workflow's own field, its
 `user_id` the linked user, `file_ids` an uploaded file of the App, and `user_id` of the status endpoint
 the linked user. Callback URLs are pointed at the loopback stub (a fuzzed URL on a private address would
 otherwise be delivered to, and retried, for real).
@@ -129,6 +130,8 @@ def _steer(case, world: AppWorld) -> None:
     """Point this case at live data (see the module docstring)."""
     if case.path_parameters and "run_id" in case.path_parameters:
         case.path_parameters = {**case.path_parameters, "run_id": world.run_id}
+    if case.path_parameters and "flow_id" in case.path_parameters:
+        case.path_parameters = {**case.path_parameters, "flow_id": _pending_flow(world)}
     if isinstance(case.query, dict) and "user_id" in case.query and case.path == "/v1/requirements/status":
         case.query = {**case.query, "user_id": LINKED_USER}
     if isinstance(case.body, dict) and case.media_type == "application/json":
@@ -139,6 +142,23 @@ def _steer(case, world: AppWorld) -> None:
         if "file_ids" in body:
             body["file_ids"] = [world.file_id]
         case.body = body
+
+
+def _pending_flow(world: AppWorld) -> str:
+    """A fresh reconnect of the linked user waiting for the App's confirmation (its new config: the current one),
+    so a confirm case meets a live flow: confirmed for the right user_id, discarded (422) for any other."""
+    from django.db import transaction
+
+    from apps.connect import verification
+    from apps.connect.models import ConnectFlow, EndUserLink
+
+    link = EndUserLink.objects.select_related("app", "requirement", "connection").get(
+        app_id=world.app_id, user_id=LINKED_USER)
+    with transaction.atomic():
+        flow = verification.flow_start(app=link.app, user_id=LINKED_USER, requirement=link.requirement,
+                                       connection=link.connection, kind=ConnectFlow.Kind.RECONNECT,
+                                       pending_config=dict(link.connection.config))
+    return str(flow.pk)
 
 
 def _callbacks_to_stub(case, world: AppWorld) -> None:

@@ -55,3 +55,21 @@ def test_it_refuses_the_wrong_actor_and_method(world, teammate, outsider, anonym
         assert client.patch(url, {"client_id": "x"}, format="json").status_code == 404
     assert anonymous.get("/v1/oauth2/providers").status_code == 401
     assert owner.delete(url).status_code == 405
+
+
+def test_it_stores_and_shows_a_userinfo_url(owner):
+    response = owner.post("/v1/oauth2/providers", {**BODY, "userinfo_url": "https://github.example.com/user"},
+                          format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["data"]["userinfo_url"] == "https://github.example.com/user"
+
+
+def test_moving_the_userinfo_url_needs_the_client_secret_again(owner, world):
+    # Every new access token is sent there: whoever cannot read the client secret cannot redirect the tokens.
+    url = f"/v1/oauth2/providers/{world.provider.id}"
+    refused = owner.patch(url, {"userinfo_url": "https://attacker.example/collect"}, format="json")
+    assert refused.status_code == 400
+    assert "client_secret" in refused.json()["error"]["details"]
+    accepted = owner.patch(url, {"userinfo_url": "https://attacker.example/collect",
+                                 "client_secret": CANARIES["client_secret"]}, format="json")
+    assert accepted.status_code == 200

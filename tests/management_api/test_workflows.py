@@ -64,12 +64,48 @@ def test_an_oauth2_requirement_fixes_a_literal_url(owner, world, config, field):
     assert field in response.json()["error"]["details"]
 
 
-def test_builder_fixed_config_is_refused_for_other_types_for_now(owner, world):
+def test_builder_fixed_config_is_accepted_for_other_types(owner, world):
+    # SPEC §13 (was refused for non-oauth2 types before the builder-fixed fields were built).
     base = f"/v1/workflows/{world.workflow.id}/requirements"
     response = owner.post(base, {"name": "x", "title": "x", "spec": {"connection_type": "http_api_key",
                                                                       "config": {"url": "https://a.example.com"}}},
                           format="json")
-    assert response.status_code == 400
+    assert response.status_code == 201, response.content
+    assert response.json()["data"]["spec"]["config"] == {"url": "https://a.example.com"}
+
+
+@pytest.mark.parametrize("spec, field", [
+    ({"connection_type": "http_api_key", "config": {"api_key": "x"}}, "spec.config"),  # a secret
+    ({"connection_type": "http", "config": {"headers": {"X-Team": "a"}}}, "spec.config"),  # every value secret
+    ({"connection_type": "http_api_key", "config": {"colour": "blue"}}, "spec.config"),  # unknown
+    ({"connection_type": "http_api_key", "config": {"url": "https://{tenant}.example.com"}}, "spec.config.url"),
+    ({"connection_type": "http_api_key", "config": {"url": "https://u:p@a.example.com"}}, "spec.config.url"),
+    ({"connection_type": "openai", "config": {"base_url": ""}}, "spec.config.base_url"),
+    ({"connection_type": "postgresql", "config": {"port": 70000}}, "spec.config.port"),
+    ({"connection_type": "http_api_key", "verify": {"path": "https://evil.example/me"}}, "spec.verify.path"),
+    ({"connection_type": "http_api_key", "verify": {"path": "//evil.example/me"}}, "spec.verify.path"),
+    ({"connection_type": "http_api_key", "verify": {"path": "/me", "method": "DELETE"}}, "spec.verify.method"),
+    ({"connection_type": "http_api_key", "verify": {"path": "/me", "expect": [500]}}, "spec.verify.expect"),
+    ({"connection_type": "http_api_key", "verify": {"path": "/me", "account": {"label": "$.email"}}},
+     "spec.verify.account"),
+    ({"connection_type": "http_api_key", "verify": {"path": "/me", "account": {"id": "$..x"}}}, "spec.verify.account"),
+    ({"connection_type": "postgresql", "verify": {"path": "/me"}}, "spec.verify"),
+])
+def test_builder_fixed_fields_and_probes_are_validated(owner, world, spec, field):
+    base = f"/v1/workflows/{world.workflow.id}/requirements"
+    response = owner.post(base, {"name": "x", "title": "x", "spec": spec}, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["details"], response.json()
+
+
+def test_a_probe_is_stored_normalized(owner, world):
+    base = f"/v1/workflows/{world.workflow.id}/requirements"
+    spec = {"connection_type": "http_api_key", "config": {"url": "https://a.example.com", "prefix": ""},
+            "verify": {"path": "/v1/me", "account": {"id": "$.data.id", "label": "data.email"}}}
+    response = owner.post(base, {"name": "x", "title": "x", "spec": spec}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["data"]["spec"]["verify"] == {
+        "method": "GET", "path": "/v1/me", "account": {"id": "$.data.id", "label": "data.email"}}
 
 
 def test_versions_are_numbered_and_immutable(owner, world):

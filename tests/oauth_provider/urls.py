@@ -4,6 +4,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from oauth2_provider import urls as dot_urls
 
+from .views import UserInfoView
+
 
 def _referrer_policy(view):
     """The platform sends `Referrer-Policy: no-referrer` everywhere; a real provider is its own site with its
@@ -26,5 +28,6 @@ _dot = [
 
 urlpatterns = [
     path("login/", _login, name="provider-login"),
+    path("userinfo/", UserInfoView.as_view(), name="provider-userinfo"),
     path("", include((_dot, "oauth2_provider"), namespace="oauth2_provider")),
 ]

@@ -58,6 +58,17 @@ def test_short_and_filler_values_are_not_tracked():
     assert scanner.secrets == {}
 
 
+def test_schema_words_are_not_tracked_but_secrets_that_contain_words_are():
+    # The schema fuzzer stores names it drew from the API document ("page_size") as client secrets.
+    scanner = canary.Scanner()
+    scanner.add("page_size", "fuzzed client_secret")
+    scanner.add("apps_rollback", "fuzzed client_secret")
+    scanner.add("my_secret_key_42", "c")
+    scanner.add("Page_Size_Token", "d")
+
+    assert set(scanner.secrets) == {"my_secret_key_42", "Page_Size_Token"}
+
+
 def test_forms_per_secret():
     # raw, upper, lower, url-encoded, hex x2, base64 std/urlsafe x padded/unpadded, json-escaped,
     # base64 std/urlsafe at byte alignments 0, 1, 2.

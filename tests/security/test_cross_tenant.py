@@ -206,6 +206,26 @@ def test_an_mcp_token_of_app_a_is_refused_by_app_b(api_client, tenants, where):
     _b_untouched(b)
 
 
+# ------------------------------------------------------------------------------------ connect flows (verification)
+
+
+@pytest.fixture
+def flow_of_a(api_client, tenants):
+    """A link of alice in App A waiting for A's confirmation (A has a connect_verifier_url)."""
+    a, _ = tenants
+    a.app.connect_verifier_url = "https://client.example.com/verify"
+    a.app.save(update_fields=["connect_verifier_url"])
+    answer = api_client.post(f"/v1/connect/requirements/{a.billing.id}/credentials",
+                             {"type": "http_api_key", "config": {"url": "https://billing.example.com", "api_key": "a-key-123"}},
+                             format="json", **bearer(connect_token(a.app, ALICE)))
+    assert answer.status_code == 202, answer.content
+    return answer.json()["flow_id"]
+
+
+def _a_still_pending(a) -> None:
+    assert Connection.objects.get(app=a.app).status == Connection.Status.PENDING_VERIFICATION
+
+
 @pytest.mark.parametrize("key_of", ["teammate", "outsider"])
 @pytest.mark.parametrize("where", ["host", "path"])
 def test_another_projects_key_cannot_use_app_as_mcp_or_mint_its_sessions(api_client, tenants, teammate_key, outsider_key,
@@ -238,3 +258,43 @@ def test_an_mcp_session_of_app_a_cannot_call_app_bs_tool(api_client, tenants):
     assert on_a.json()["error"]["code"] == -32602  # and B's tool is not A's
     assert not Run.objects.exists()
     _b_untouched(b)
+
+
+@pytest.mark.parametrize("key_of", ["teammate", "outsider"])
+@pytest.mark.parametrize("where", ["host", "path"])
+def test_another_projects_key_cannot_confirm_a_flow_of_app_a(api_client, tenants, flow_of_a, teammate_key, outsider_key,
+                                                             key_of, where):
+    a, b = tenants
+    key = teammate_key if key_of == "teammate" else outsider_key
+    kwargs = {"HTTP_HOST": a.app.hostname} if where == "host" else {}
+    path = f"/v1/connect/flows/{flow_of_a}/confirm"
+    path = path if where == "host" else f"/apps/{a.app.id}{path}"
+
+    response = api_client.post(path, {"user_id": ALICE}, format="json", HTTP_AUTHORIZATION=f"Bearer {key}", **kwargs)
+
+    assert response.status_code == 403, response.content
+    _a_still_pending(a)
+    _b_untouched(b)
+
+
+@pytest.mark.parametrize("user_id", [ALICE, "mallory"])
+def test_app_b_cannot_confirm_or_discard_a_flow_of_app_a_through_its_own_host(api_client, tenants, flow_of_a,
+                                                                               teammate_key, user_id):
+    a, b = tenants
+
+    response = api_client.post(f"/v1/connect/flows/{flow_of_a}/confirm", {"user_id": user_id}, format="json",
+                               HTTP_HOST=b.app.hostname, HTTP_AUTHORIZATION=f"Bearer {teammate_key}")
+
+    assert response.status_code == 404, response.content
+    _a_still_pending(a)
+    _b_untouched(b)
+
+
+def test_a_connect_token_cannot_confirm_a_flow(api_client, tenants, flow_of_a):
+    a, _ = tenants
+
+    response = api_client.post(f"/apps/{a.app.id}/v1/connect/flows/{flow_of_a}/confirm", {"user_id": ALICE},
+                               format="json", **bearer(connect_token(a.app, ALICE)))
+
+    assert response.status_code == 401
+    _a_still_pending(a)

@@ -3,6 +3,7 @@ canaries. The conftest of each folder with admin tests imports the fixtures (ope
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,7 +14,9 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from apps.accounts.services import access_key_create
+from apps.connect.models import ConnectFlow
 from apps.connect.services import connect_token_claim_for_page
+from apps.connect.tokens import hosted_page_url
 from apps.connect.tokens import mint as mint_connect_token
 from apps.connections.models import Connection, OAuthState
 from apps.connections.services import connection_create, oauth_provider_create
@@ -21,6 +24,8 @@ from apps.credentials.models import CredentialAccess
 from apps.deployments.services import deploy
 from apps.runs.models import CallbackDelivery, File, Run, RunEvent
 from apps.scheduler.services import job_run_if_due
+from apps.webhooks.models import WebhookDelivery
+from apps.webhooks.services import webhook_create
 from tests import factories
 from tests.factories import CANARIES
 
@@ -123,11 +128,24 @@ def world(project, settings, tmp_path) -> World:
         connection=connections["oauth2"], state_digest="d" * 64, code_verifier=CODE_VERIFIER,
         redirect_uri="http://testserver/connect/oauth2/callback", expires_at=now + timedelta(minutes=10),
     )
+    # A reconnect of user-42 waiting for the App's confirmation: its new config (a secret) kept aside.
+    ConnectFlow.objects.create(
+        app=app, user_id="user-42", requirement=requirement, connection=links["user-42"].connection,
+        kind=ConnectFlow.Kind.RECONNECT, expires_at=now + timedelta(minutes=10),
+        pending_config={"url": "https://billing.example.com", "api_key": CANARIES["user43_api_key"]},
+    )
     connect_token, connect_claims = mint_connect_token(app_id=str(app.id), user_id="user-42")
     connect_token_claim_for_page(claims=connect_claims)  # a used connect link (UsedConnectToken)
     job_run_if_due("retention.connect_tokens")  # a periodic job that ran (ScheduledJob)
+    # A webhook and a delivery whose event carries a connect link: the admin shows neither the secret nor the link.
+    webhook = webhook_create(project=project, url="http://127.0.0.1:9/hooks", events=["*"])
+    WebhookDelivery.objects.create(
+        endpoint=webhook, event_id="evt_admin", event_type="requirement.unsatisfied", status="dead",
+        body=json.dumps({"type": "requirement.unsatisfied", "id": "evt_admin", "data": {
+            "user_id": "user-42", "connect_url": hosted_page_url(connect_token)}}),
+    )
     secrets = {**CANARIES, "connect_token": connect_token, "callback_token": CALLBACK_TOKEN, "code_verifier": CODE_VERIFIER, "raw_access_key": raw_key,
-               "app_callback_secret": app_secret}
+               "app_callback_secret": app_secret, "webhook_secret": webhook.secret}
     return World(project=project, provider=provider, connections=connections, workflow=workflow, requirement=requirement,
                  v1=v1, v2=v2, app=app, links=links, run=run, raw_key=raw_key, app_secret=app_secret, secrets=secrets)
 

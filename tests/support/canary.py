@@ -18,9 +18,13 @@ Exemptions (each by design, each narrow):
   the schema (a client secret such as a component name), which the document then "contains".
 - 200 answers of /internal/v1/credentials/resolve: the internal credentials API exists to hand the
   plaintext config to the system caller.
+- The `secret` field of the answers to POST /v1/webhooks and POST /v1/webhooks/{id}/rotate_secret: a webhook's
+  signing secret (tracked like every encrypted value) is shown there once by design; the rest of those answers
+  is scanned.
 - Access keys, connect tokens and OAuth states are stored as digests: nothing to track.
 - Values shorter than 8 characters, or made of fewer than 4 distinct characters (fuzzers' "0000…"),
-  are too generic to scan for.
+  are too generic to scan for; so are lowercase snake_case words (`page_size`): names the schema fuzzer
+  draws from the API document, which every answer spells as its own keys.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import binascii
 import contextlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +47,10 @@ import pytest
 
 MIN_LENGTH = 8
 MIN_DISTINCT = 4  # fewer distinct characters than this is a filler, not a secret
+# A lowercase snake_case word (`page_size`, `project_id`, `apps_rollback`) is a name the schema fuzzer drew from
+# the API document and stored as a "secret"; every answer spells such names as its own keys, so scanning for
+# them finds the answer's structure, not a leak (which names it draws changes with every schema edit).
+SCHEMA_WORD = re.compile(r"[a-z]+(?:_[a-z]+)+")
 
 # Loggers of the test-only OAuth provider (exempt, see module docstring).
 EXEMPT_LOGGERS = ("oauth2_provider", "oauthlib")
@@ -49,6 +58,8 @@ EXEMPT_LOGGERS = ("oauth2_provider", "oauthlib")
 # stored data, while the schema fuzzer stores strings it takes from them (a client secret "List…ns").
 EXEMPT_PATH_PREFIXES = ("/o/", "/v1/schema", "/v1/docs")
 RESOLVE_PATH = "/internal/v1/credentials/resolve"
+# Management answers that show a webhook's signing secret once: create, rotate (the `secret` field only).
+WEBHOOK_SECRET_PATH = re.compile(r"/v1/webhooks(/[0-9a-f-]{36}/rotate_secret)?")
 
 # Keys of an http connection's mappings that hold credential material. Kept here (not imported from the
 # product's SENSITIVE_KEY_RE) so the scan does not share the product's blind spots.
@@ -129,6 +140,8 @@ class Scanner:
             return
         if len(set(value)) < MIN_DISTINCT:
             return  # "00000000…" (fuzzers) matches unrelated data: not a secret worth scanning for
+        if SCHEMA_WORD.fullmatch(value):
+            return  # a field or operation name drawn from the schema (see SCHEMA_WORD)
         with self.lock:
             self.secrets[value] = origin
             for name, form in forms_of(value).items():
@@ -279,6 +292,11 @@ def _track_encrypted(field_obj, value: Any, instance=None) -> None:
         for path, leaf in connection_secrets(type_name, value):
             SCANNER.add(leaf, f"connection{' ' + str(pk) if pk else ''} field {path}")
         return
+    if label == "connect.ConnectFlow" and field_obj.name == "pending_config":
+        # A connection config (or OAuth2 token set) waiting for the App's confirmation: its secret fields only.
+        for path, leaf in connection_secrets(None, value):
+            SCANNER.add(leaf, f"{origin_base} field pending_config.{path}")
+        return
     if label == "runs.CallbackDelivery" and isinstance(value, Mapping):
         value = {k: v for k, v in value.items() if k != "type"}
     for leaf in secret_leaves(value):
@@ -324,10 +342,30 @@ def _scan_response(request, response) -> None:
     scan_text(_response_text(response), f"{where} headers")
     if path == RESOLVE_PATH and response.status_code == 200:
         return
+    if _shows_webhook_secret(request, response):
+        # The webhook's signing secret is shown in these two answers by design (SPEC §13): everything else in
+        # them is scanned, the `secret` field itself is left out.
+        scan_text(_without_webhook_secret(response.content), f"{where} body (secret field left out)")
+        return
     if getattr(response, "streaming", False):
         _wrap_stream(response, where)
     else:
         scan_text(response.content, f"{where} body")
+
+
+def _shows_webhook_secret(request, response) -> bool:
+    path = getattr(request, "path", "") or ""
+    return getattr(request, "method", "") == "POST" and response.status_code in (200, 201) and bool(
+        WEBHOOK_SECRET_PATH.fullmatch(path)) and not getattr(response, "streaming", False)
+
+
+def _without_webhook_secret(content: bytes) -> str:
+    try:
+        body = json.loads(content)
+        body["data"].pop("secret")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return content.decode(errors="replace")  # not the documented shape: scan all of it
+    return json.dumps(body)
 
 
 def _wrap_stream(response, where: str) -> None:
@@ -412,6 +450,7 @@ def _stored_texts() -> Iterable[tuple[str, Any]]:
     from apps.connections.models import ConnectionConfigChange
     from apps.credentials.models import CredentialAccess
     from apps.runs.models import CallbackDelivery, Run, RunEvent
+    from apps.webhooks.models import WebhookDelivery
     from apps.workflows.models import WorkflowVersion
 
     for pk, data in RunEvent.objects.values_list("pk", "data"):
@@ -422,6 +461,8 @@ def _stored_texts() -> Iterable[tuple[str, Any]]:
         yield f"WorkflowVersion {pk} definition", definition
     for pk, body, metadata, last_error in CallbackDelivery.objects.values_list("pk", "body", "metadata", "last_error"):
         yield f"CallbackDelivery {pk} body/metadata", (body, metadata, last_error)
+    for pk, body, last_error in WebhookDelivery.objects.values_list("pk", "body", "last_error"):
+        yield f"WebhookDelivery {pk} body", (body, last_error)
     for pk, details in CredentialAccess.objects.values_list("pk", "details"):
         yield f"CredentialAccess {pk} details", details
     for row in ConnectionConfigChange.objects.values_list("pk", "changed_fields", "fingerprint", "actor"):

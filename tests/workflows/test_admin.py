@@ -92,3 +92,24 @@ def test_versions_stay_immutable(operator_client, world):
     url = reverse("admin:workflows_workflowversion_change", args=[world.v1.pk])
     assert operator_client.post(url, {"description": "changed"}).status_code == 403
     assert operator_client.get(reverse("admin:workflows_workflowversion_delete", args=[world.v1.pk])).status_code == 403
+
+
+def test_a_requirement_with_fixed_fields_and_a_probe_is_added_in_the_admin(operator_client, world):
+    form = {"workflow": str(world.workflow.pk), "name": "ledger", "title": "Your ledger", "connection_type": "http_api_key",
+            "fixed_config": json.dumps({"url": "https://api.ledger.example", "header": "X-Api-Key", "prefix": ""}),
+            "verify": json.dumps({"path": "/v1/me", "account": {"id": "$.id"}})}
+    response = operator_client.post(reverse("admin:workflows_requirement_add"), form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert Requirement.objects.get(workflow=world.workflow, name="ledger").spec == {
+        "connection_type": "http_api_key", "config": {"url": "https://api.ledger.example", "header": "X-Api-Key",
+                                                      "prefix": ""},
+        "verify": {"method": "GET", "path": "/v1/me", "account": {"id": "$.id"}}}
+
+
+def test_the_admin_refuses_a_fixed_secret_and_a_probe_url(operator_client, world):
+    form = {"workflow": str(world.workflow.pk), "name": "ledger", "title": "Your ledger", "connection_type": "http_api_key",
+            "fixed_config": json.dumps({"api_key": "not-here"}), "verify": json.dumps({"path": "https://evil.example/"})}
+    response = operator_client.post(reverse("admin:workflows_requirement_add"), form)
+    assert response.status_code == 200
+    assert "secret field cannot be fixed" in response.content.decode()
+    assert not Requirement.objects.filter(name="ledger").exists()

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from ..errors import NodeError, RunCanceled
+from ..http_merge import openai_auth_headers, openai_base_url
 from ..state import NodeEnv
 from ..templating import render
 from .base import ConfigKey, Connection, Kind, NodeType
@@ -48,13 +49,8 @@ def run(env: NodeEnv) -> Any:
         if config.get(key) is not None:
             body[key] = config[key]
 
-    api_key = connection.config.get("api_key")
-    if not api_key:
-        raise NodeError("invalid_connection", "The connection has no API key")
-    base_url = str(connection.config.get("base_url") or "https://api.openai.com/v1").rstrip("/")
-    headers = {"Authorization": f"Bearer {api_key}"}
-    if connection.config.get("organization"):
-        headers["OpenAI-Organization"] = str(connection.config["organization"])
+    headers = openai_auth_headers(connection)
+    base_url = openai_base_url(connection)
     client = env.run.http_client
     url = f"{base_url}/chat/completions"
 
