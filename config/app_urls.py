@@ -8,6 +8,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("apps.connect.app_urls")),
     path("", include("apps.runs.app_urls")),
+    path("", include("apps.proxy.app_urls")),
 ]
 
 handler400 = "apps.core.views.bad_request"

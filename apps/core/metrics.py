@@ -50,6 +50,10 @@ DELIVERIES = Counter(
     "rcp_deliveries", "Delivery attempts of run callbacks (kind `callback`), by outcome (delivered, retrying, dead).",
     ["kind", "outcome"],
 )
+PROXY_CALLS = Counter(
+    "rcp_proxy_calls", "Authenticated proxy calls (SPEC §14), by the status the caller got and the outcome "
+    "(completed, refused, upstream_error, too_large, timed_out, client_gone).", ["status", "outcome"],
+)
 
 UNMATCHED_ROUTE = "(unmatched)"
 _TYPE_WORD = re.compile(r"[a-z][a-z0-9_.]{0,63}")
@@ -99,6 +103,10 @@ def oauth2_refresh(*, success: bool) -> None:
 
 def delivery(*, kind: str, outcome: str) -> None:
     _child(DELIVERIES, kind, outcome).inc()
+
+
+def proxy_call(*, status: int | None, outcome: str) -> None:
+    _child(PROXY_CALLS, str(status) if status else "none", _word(outcome)).inc()
 
 
 def exposition() -> tuple[bytes, str]:
