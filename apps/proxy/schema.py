@@ -57,7 +57,7 @@ REQUEST = {"application/json": OpenApiTypes.OBJECT, "application/octet-stream": 
            "*/*": OpenApiTypes.BINARY}
 
 _UPSTREAM = OpenApiResponse(
-    OpenApiTypes.BINARY,
+    OpenApiTypes.ANY,
     description="The upstream's answer, streamed: its status, headers (minus Set-Cookie and hop-by-hop) and body, "
                 "secrets masked. Any status the upstream gives is passed on.",
 )

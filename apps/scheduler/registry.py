@@ -51,10 +51,10 @@ JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("retention.files", "apps.runs.files.files_purge_expired", "RETENTION_EVERY_SECONDS", retention=True),
     PeriodicJob("retention.credential_access", "apps.credentials.retention.credential_access_purge_expired",
                 "RETENTION_EVERY_SECONDS", retention=True),
-    PeriodicJob("retention.proxy_calls", "apps.proxy.retention.proxy_calls_purge_expired", "RETENTION_EVERY_SECONDS",
-                retention=True),
     PeriodicJob("retention.connect_tokens", "apps.connect.retention.used_connect_tokens_purge_expired",
                 "RETENTION_EVERY_SECONDS", retention=True),
+    PeriodicJob("retention.proxy_calls", "apps.proxy.retention.proxy_calls_purge_expired", "RETENTION_EVERY_SECONDS",
+                retention=True),
 )
 
 BY_NAME = {job.name: job for job in JOBS}

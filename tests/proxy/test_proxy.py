@@ -337,3 +337,37 @@ def test_an_http_connection_with_secret_body_fields_merges_a_json_body(client, p
     assert stub.requests[0].json() == {"name": "n", "tenant": "tenant-secret-77"}
     assert stub.requests[0].headers["X-Team"] == "team-secret-5511"
     assert refused.status_code == 400 and len(stub.requests) == 1
+
+
+def test_old_audit_rows_are_purged_by_the_retention_job(client, world, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.proxy.retention import proxy_calls_purge_expired
+
+    call(client, world, "get", "/v1/proxy/billing/a?user_id=user-42")
+    call(client, world, "get", "/v1/proxy/billing/b?user_id=user-42")
+    ProxyCall.objects.filter(path="a").update(created_at=timezone.now() - timedelta(days=settings.RETENTION_AUDIT_DAYS + 1))
+
+    assert proxy_calls_purge_expired(dry_run=True) == {"proxy_calls": 1}
+    assert proxy_calls_purge_expired() == {"proxy_calls": 1}
+    assert list(ProxyCall.objects.values_list("path", flat=True)) == ["b"]
+
+
+def test_calls_are_rate_limited_per_access_key(client, world, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "proxy": (2, 60)}
+
+    statuses = [call(client, world, "get", "/v1/proxy/billing/x?user_id=user-42")[0].status_code for _ in range(3)]
+
+    assert statuses == [200, 200, 429]
+    assert len(world.stub.requests) == 2
+
+
+def test_calls_are_counted_in_the_metrics(client, world):
+    from apps.core import metrics
+
+    before = metrics.PROXY_CALLS.labels("200", "completed")._value.get()
+    call(client, world, "get", "/v1/proxy/billing/x?user_id=user-42")
+
+    assert metrics.PROXY_CALLS.labels("200", "completed")._value.get() == before + 1
