@@ -79,7 +79,12 @@ class ProxyApi(APIView):
             audit.finish(status=500, outcome="refused", error_code="internal_error")
             raise
         response = StreamingHttpResponse(answer.body, status=answer.status)
-        for name, value in answer.headers:
+        del response.headers["Content-Type"]  # Django's default (text/html) would stand in for the upstream's
+        merged: dict[str, str] = {}
+        for name, value in answer.headers:  # a repeated header (Link, Vary...) is one comma-joined field here
+            key = next((k for k in merged if k.lower() == name.lower()), name)
+            merged[key] = f"{merged[key]}, {value}" if key in merged else value
+        for name, value in merged.items():
             response.headers[name] = value
         return response
 

@@ -371,3 +371,13 @@ def test_calls_are_counted_in_the_metrics(client, world):
     call(client, world, "get", "/v1/proxy/billing/x?user_id=user-42")
 
     assert metrics.PROXY_CALLS.labels("200", "completed")._value.get() == before + 1
+
+
+def test_a_non_json_body_and_other_headers_pass_through(client, world):
+    def answer(request):
+        return StubResponse(200, b"raw", {"Content-Type": "", "Link": "<a>; rel=next"})
+
+    world.upstream.routes["/base/raw"] = answer
+    response, content = call(client, world, "get", "/v1/proxy/billing/raw?user_id=user-42")
+
+    assert content == b"raw" and response["Link"] == "<a>; rel=next"
