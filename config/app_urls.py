@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("apps.connect.app_urls")),
     path("", include("apps.runs.app_urls")),
     path("", include("apps.mcp.app_urls")),
+    path("", include("apps.proxy.app_urls")),
 ]
 
 handler400 = "apps.core.views.bad_request"

@@ -132,6 +132,12 @@ WEBHOOK_RETRY_SWEEP_SECONDS = env.float("WEBHOOK_RETRY_SWEEP_SECONDS", default=6
 CONNECT_VERIFY_TTL_SECONDS = env.float("CONNECT_VERIFY_TTL_SECONDS", default=600)
 # How often the scheduler discards the flows nobody confirmed in time (revoking what they carried).
 CONNECT_VERIFY_SWEEP_SECONDS = env.float("CONNECT_VERIFY_SWEEP_SECONDS", default=60)
+# The authenticated proxy (SPEC §14; apps/proxy, docs/decisions.md "Proxy"): an answer longer than
+# PROXY_MAX_RESPONSE_BYTES is cut; connect/read timeouts per upstream operation, and a total budget per call.
+PROXY_MAX_RESPONSE_BYTES = env.int("PROXY_MAX_RESPONSE_BYTES", default=100 * 1024 * 1024)
+PROXY_CONNECT_TIMEOUT_SECONDS = env.float("PROXY_CONNECT_TIMEOUT_SECONDS", default=5.0)
+PROXY_READ_TIMEOUT_SECONDS = env.float("PROXY_READ_TIMEOUT_SECONDS", default=30.0)
+PROXY_TOTAL_TIMEOUT_SECONDS = env.float("PROXY_TOTAL_TIMEOUT_SECONDS", default=300.0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -156,6 +162,7 @@ INSTALLED_APPS = [
     "apps.demo",  # `manage.py demo` only: no models
     "apps.mcp",  # SPEC §14: Apps as MCP servers (/mcp on the App host, POST /v1/mcp/sessions); no models
     "apps.scheduler",  # periodic jobs: the lease table, beat's schedule, the embedded thread, `manage.py purge`
+    "apps.proxy",  # the authenticated proxy (SPEC §14): /v1/proxy/... on App hosts, its audit rows
     *env.list("EXTRA_INSTALLED_APPS", default=[]),
 ]
 
@@ -389,6 +396,7 @@ RATE_LIMITS = {
     "management_writes": _rate("RATE_LIMIT_MANAGEMENT_WRITES", "120/minute"),  # per access key: POST/PUT/PATCH/DELETE
     "mcp": _rate("RATE_LIMIT_MCP", "600/minute"),  # per MCP session token or access key: POST /mcp (SPEC §14)
     "mcp_sessions": _rate("RATE_LIMIT_MCP_SESSIONS", "300/minute"),  # per access key: POST /v1/mcp/sessions
+    "proxy": _rate("RATE_LIMIT_PROXY", "600/minute"),  # per access key: every /v1/proxy/... call
 }
 # Client IP for the anonymous limit: REMOTE_ADDR, unless N proxies in front append to X-Forwarded-For (then
 # the Nth entry from the right). 0 (the default) never reads the header: a client can write anything there.

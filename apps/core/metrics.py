@@ -55,6 +55,11 @@ MCP_TOOL_CALLS = Counter(
     "not_deployed, error). Their runs count in rcp_runs as mode `sync`.", ["outcome"],
 )
 
+PROXY_CALLS = Counter(
+    "rcp_proxy_calls", "Authenticated proxy calls (SPEC §14), by the status the caller got and the outcome "
+    "(completed, refused, upstream_error, too_large, timed_out, client_gone).", ["status", "outcome"],
+)
+
 UNMATCHED_ROUTE = "(unmatched)"
 _TYPE_WORD = re.compile(r"[a-z][a-z0-9_.]{0,63}")
 _children: dict[tuple, object] = {}
@@ -107,6 +112,10 @@ def delivery(*, kind: str, outcome: str) -> None:
 
 def mcp_tool_call(*, outcome: str) -> None:
     _child(MCP_TOOL_CALLS, _word(outcome)).inc()
+
+
+def proxy_call(*, status: int | None, outcome: str) -> None:
+    _child(PROXY_CALLS, str(status) if status else "none", _word(outcome)).inc()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -56,6 +56,8 @@ JOBS: tuple[PeriodicJob, ...] = (
                 "RETENTION_EVERY_SECONDS", retention=True),
     PeriodicJob("retention.connect_tokens", "apps.connect.retention.used_connect_tokens_purge_expired",
                 "RETENTION_EVERY_SECONDS", retention=True),
+    PeriodicJob("retention.proxy_calls", "apps.proxy.retention.proxy_calls_purge_expired", "RETENTION_EVERY_SECONDS",
+                retention=True),
 )
 
 BY_NAME = {job.name: job for job in JOBS}

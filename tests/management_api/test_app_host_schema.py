@@ -21,6 +21,10 @@ APP_HOST_OPERATIONS = {
     ("post", "/v1/runs/{run_id}/cancel"): "app_runs_cancel",
     ("get", "/v1/requirements/status"): "app_requirements_status",
     ("post", "/v1/files"): "app_files_create",
+    **{(method, "/v1/proxy/{requirement_name}/{path}"): f"app_proxy_requirement_{method}"
+       for method in ("get", "post", "put", "patch", "delete")},
+    **{(method, "/v1/proxy/connections/{connection_id}/{path}"): f"app_proxy_connection_{method}"
+       for method in ("get", "post", "put", "patch", "delete")},
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 

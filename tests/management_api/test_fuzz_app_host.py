@@ -76,6 +76,7 @@ class AppWorld:
     run_id: str
     file_id: str
     stub: HttpStub
+    shared_id: str = ""
 
 
 @pytest.fixture
@@ -106,7 +107,7 @@ def app_world(actors, thread_executor):  # noqa: F811 (fixtures imported above)
         upload = client.post(f"/apps/{app.id}/v1/files", {"file": _named_upload()}, format="multipart")
         assert upload.status_code == 201, upload.content
         yield AppWorld(app_id=str(app.id), key=key, run_id=run.json()["id"],
-                       file_id=upload.json()["id"], stub=stub)
+                       file_id=upload.json()["id"], stub=stub, shared_id=str(shared.id))
 
 
 def _named_upload():
@@ -134,6 +135,17 @@ def _steer(case, world: AppWorld) -> None:
         case.path_parameters = {**case.path_parameters, "flow_id": _pending_flow(world)}
     if isinstance(case.query, dict) and "user_id" in case.query and case.path == "/v1/requirements/status":
         case.query = {**case.query, "user_id": LINKED_USER}
+    if case.path.startswith("/v1/proxy/"):
+        # The proxy: the version's requirement (`billing`, linked for user-42) or its shared connection.
+        params = dict(case.path_parameters or {})
+        if "requirement_name" in params:
+            params["requirement_name"] = "billing"
+        if "connection_id" in params:
+            params["connection_id"] = world.shared_id
+        case.path_parameters = params
+        case.query = {**(case.query if isinstance(case.query, dict) else {}), "user_id": LINKED_USER}
+        if isinstance(case.headers, dict):
+            case.headers = {k: v for k, v in case.headers.items() if k.lower() != "connect-user-id"}
     if isinstance(case.body, dict) and case.media_type == "application/json":
         body = dict(case.body)
         body["input"] = {"question": "fuzz"}

@@ -265,7 +265,10 @@ class TestDocumentation:
         documented = {name for name, response in limited.items() if response}
         assert {"POST /", "POST /v1/runs", "POST /v1/connect/tokens", "POST /v1/workflows",
                 "DELETE /v1/connect/requirements/{requirement_id}/connection"} <= documented
-        assert not {name for name in documented if name.startswith("GET ")}
+        # Reads are not limited, except the proxy's: every proxied call, whatever its method, is (SPEC §14/§15).
+        proxy = {f"{m} /v1/proxy/{{requirement_name}}/{{path}}" for m in ("GET", "POST", "PUT", "PATCH", "DELETE")}
+        assert proxy <= documented
+        assert not {name for name in documented if name.startswith("GET ") and not name.startswith("GET /v1/proxy/")}
         assert "POST /v1/runs/{run_id}/cancel" not in documented and "POST /v1/files" not in documented
         response = limited["POST /v1/runs"]
         assert response["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}

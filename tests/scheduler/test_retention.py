@@ -168,6 +168,7 @@ def test_purge_dry_run_prints_the_counts_and_deletes_nothing(app, retention):
         "retention.files: would delete 1 files",
         "retention.credential_access: would delete 1 audit",
         "retention.connect_tokens: would delete 1 connect_tokens",
+        "retention.proxy_calls: would delete 0 proxy_calls",
     ]
     assert before == (Run.objects.count(), RunEvent.objects.count(), CallbackDelivery.objects.count(),
                       CredentialAccess.objects.count(), File.objects.count(), UsedConnectToken.objects.count())

@@ -298,3 +298,87 @@ def test_a_connect_token_cannot_confirm_a_flow(api_client, tenants, flow_of_a):
 
     assert response.status_code == 401
     _a_still_pending(a)
+
+
+# -------------------------------------------------------------------------------------------------- proxy
+
+PROXY_TENANT_KEY = "canary-proxy-b-key-77c1d2e3f4"
+
+
+@pytest.fixture
+def proxy_tenants(project, teammate_project):
+    """App A and App B (another project of the same organization), each with a shared connection its deployed
+    version references and the `billing` requirement linked for alice, all on one loopback upstream."""
+    from tests.support.http_stub import HttpStub
+
+    with HttpStub() as stub:
+        a = build_connect_setup(project, billing_url=f"{stub.url}/a")
+        b = build_connect_setup(teammate_project, app_name="Support bot", workflow_name="support", billing_url=f"{stub.url}/b")
+        factories.link_end_user(a.app, a.billing, ALICE, {"url": f"{stub.url}/a", "api_key": "canary-proxy-a-key-5b6c7d8e9f"})
+        factories.link_end_user(b.app, b.billing, ALICE, {"url": f"{stub.url}/b", "api_key": PROXY_TENANT_KEY})
+        shared_b = factories.make_connection(teammate_project, name="b-shared",
+                                             config={"url": f"{stub.url}/b", "api_key": PROXY_TENANT_KEY})
+        workflow = factories.make_workflow(teammate_project, "b-shared-flow")
+        version = factories.make_version(workflow, factories.definition(
+            factories.http_node("call", ref={"id": str(shared_b.id)}, url=f"{stub.url}/b/x")))
+        b_shared_app = factories.make_app(teammate_project, name="B shared", version=version)
+        # A connection of A's own project that no node of A's deployed version uses.
+        unused_a = factories.make_connection(project, name="a-unused", config={"url": f"{stub.url}/a", "api_key": "canary-unused-a-1f2e3d4c5b"})
+        yield a, b, b_shared_app, shared_b, unused_a, stub
+
+
+@pytest.mark.parametrize("where", ["host", "path"])
+def test_a_connection_of_another_apps_version_is_refused_through_the_proxy(api_client, proxy_tenants, owner_key, where):
+    a, _, _, shared_b, unused_a, stub = proxy_tenants
+    for connection in (shared_b, unused_a):
+        rest = f"/v1/proxy/connections/{connection.id}/x"
+        if where == "host":
+            response = api_client.get(rest, HTTP_HOST=a.app.hostname, HTTP_AUTHORIZATION=f"Bearer {owner_key}")
+        else:
+            response = api_client.get(f"/apps/{a.app.id}{rest}", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
+        assert response.status_code == 404, response.content
+    assert stub.requests == []
+
+
+def test_a_requirement_of_another_app_is_not_reachable_by_name(api_client, proxy_tenants, owner_key):
+    from apps.workflows.services import requirement_create
+
+    a, b, _, _, _, stub = proxy_tenants
+    requirement_create(workflow=b.billing.workflow, name="b-only", title="B only", spec={"connection_type": "http_api_key"})
+
+    response = api_client.get(f"/apps/{a.app.id}/v1/proxy/b-only/x?user_id={ALICE}", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
+
+    assert response.status_code == 404 and stub.requests == []
+
+
+@pytest.mark.parametrize("key_of", ["teammate", "outsider"])
+def test_another_projects_key_cannot_proxy_as_app_as_user(api_client, proxy_tenants, teammate_key, outsider_key, key_of):
+    a, _, _, _, _, stub = proxy_tenants
+    key = teammate_key if key_of == "teammate" else outsider_key
+
+    on_path = api_client.get(f"/apps/{a.app.id}/v1/proxy/billing/x?user_id={ALICE}", HTTP_AUTHORIZATION=f"Bearer {key}")
+    on_host = api_client.get(f"/v1/proxy/billing/x?user_id={ALICE}", HTTP_HOST=a.app.hostname, HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    assert (on_path.status_code, on_host.status_code) == (403, 403)
+    assert stub.requests == []
+
+
+def test_the_same_user_id_reaches_each_apps_own_link(api_client, proxy_tenants, owner_key, teammate_key):
+    a, b, _, _, _, stub = proxy_tenants
+
+    in_a = api_client.get(f"/apps/{a.app.id}/v1/proxy/billing/x?user_id={ALICE}", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
+    b"".join(in_a.streaming_content)
+    in_b = api_client.get(f"/apps/{b.app.id}/v1/proxy/billing/x?user_id={ALICE}", HTTP_AUTHORIZATION=f"Bearer {teammate_key}")
+    b"".join(in_b.streaming_content)
+
+    assert [r.path for r in stub.requests] == ["/a/x", "/b/x"]
+    assert stub.requests[0].headers["Authorization"] == "Bearer canary-proxy-a-key-5b6c7d8e9f"
+    assert stub.requests[1].headers["Authorization"] == f"Bearer {PROXY_TENANT_KEY}"
+
+
+def test_a_connect_token_is_refused_by_the_proxy(api_client, proxy_tenants):
+    a, _, _, _, _, stub = proxy_tenants
+
+    response = api_client.get(f"/apps/{a.app.id}/v1/proxy/billing/x?user_id={ALICE}", **bearer(connect_token(a.app, ALICE)))
+
+    assert response.status_code == 401 and stub.requests == []

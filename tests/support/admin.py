@@ -124,6 +124,13 @@ def world(project, settings, tmp_path) -> World:
         requester=CredentialAccess.Requester.IN_PROCESS, run_id=run.id, app=app, user_id="user-42",
         connection_ids=[str(shared.id)], requirement_ids=[str(requirement.id)], outcome=CredentialAccess.Outcome.RESOLVED,
     )
+    from apps.proxy.models import ProxyCall
+
+    ProxyCall.objects.create(
+        created_at=now, app=app, user_id="user-42", target=requirement.name, requirement_id=requirement.id,
+        method="GET", path="invoices/7", status=200, outcome=ProxyCall.Outcome.COMPLETED, latency_ms=3.2, duration_ms=4.1,
+        bytes_sent=512,
+    )
     OAuthState.objects.create(
         connection=connections["oauth2"], state_digest="d" * 64, code_verifier=CODE_VERIFIER,
         redirect_uri="http://testserver/connect/oauth2/callback", expires_at=now + timedelta(minutes=10),

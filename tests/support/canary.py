@@ -467,6 +467,10 @@ def _stored_texts() -> Iterable[tuple[str, Any]]:
         yield f"CredentialAccess {pk} details", details
     for row in ConnectionConfigChange.objects.values_list("pk", "changed_fields", "fingerprint", "actor"):
         yield f"ConnectionConfigChange {row[0]}", row[1:]
+    from apps.proxy.models import ProxyCall
+
+    for row in ProxyCall.objects.values_list("pk", "target", "path", "user_id", "error_code", "request_id"):
+        yield f"ProxyCall {row[0]}", row[1:]
 
 
 def scan_database() -> None:

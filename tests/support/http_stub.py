@@ -48,9 +48,10 @@ def echo(request: RecordedRequest) -> StubResponse:
 
 
 class HttpStub:
-    """A threaded HTTP/1.1 server on 127.0.0.1; `handler` decides each answer, `requests` records them."""
+    """A threaded HTTP/1.1 server on 127.0.0.1 (or another loopback `host`, e.g. 127.0.0.2); `handler` decides
+    each answer, `requests` records them."""
 
-    def __init__(self, handler: Handler = echo):
+    def __init__(self, handler: Handler = echo, *, host: str = "127.0.0.1"):
         self.handler = handler
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -81,7 +82,7 @@ class HttpStub:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server = ThreadingHTTPServer((host, 0), _Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
