@@ -9,17 +9,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.connections import oauth_flows, oauth_state
-from apps.connections.models import Connection, OAuthProvider, OAuthState
-from apps.connections.oauth_client import OAuthFlowError, token_set
-from apps.connections.services import connection_write_config
-from apps.connections.signals import LINK_CREATED, LINK_DELETED, emit
-from apps.connections.verification import (
+from apps.connections.credential_checks import (
     AccountMismatch,
     VerificationFailed,
     account_matches,
     fetch_userinfo,
     verify_credentials,
 )
+from apps.connections.models import Connection, OAuthProvider, OAuthState
+from apps.connections.oauth_client import OAuthFlowError, token_set
+from apps.connections.services import connection_write_config
+from apps.connections.signals import LINK_CREATED, LINK_DELETED, emit
 from apps.core.errors import BadRequest, Conflict, NotFound
 from apps.deployments.models import App
 from apps.engine import connection_types, origins
