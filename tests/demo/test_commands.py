@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from io import StringIO
 
@@ -110,3 +111,27 @@ def test_demo_refuses_with_debug_off(db, settings):
     with pytest.raises(CommandError, match="refuses to run with DEBUG=false"):
         run_demo()
     assert counts() == {name: 0 for name in (*(m.__name__ for m in MODELS), "users")}
+
+
+def test_the_demo_app_is_an_mcp_server_and_proxies_as_each_user(transactional_db, live_server, settings):
+    """SPEC 14 from a fresh `make run`: the printed proxy and MCP-session commands work on the demo App."""
+    settings.PLATFORM_URL = live_server.url
+    out = run_demo()
+    key = KEY_RE.search(out).group(0)
+    app = App.objects.get(name="Invoice bot")
+    assert app.mcp_enabled and "/v1/mcp/sessions" in out and "/v1/proxy/billing/" in out
+    client = Client(HTTP_HOST=app.hostname, HTTP_AUTHORIZATION=f"Bearer {key}")
+    accounts = {}
+    for user_id in ("user-42", "user-43"):
+        answer = client.get("/v1/proxy/billing/invoices", {"user_id": user_id})  # streamed
+        assert answer.status_code == 200
+        accounts[user_id] = json.loads(b"".join(answer.streaming_content))["account"]
+    assert accounts["user-42"] != accounts["user-43"]
+    session = client.post("/v1/mcp/sessions", {"user_id": "user-42"}, content_type="application/json")
+    assert session.status_code == 201, session.content
+    initialize = Client(HTTP_HOST=app.hostname).post(
+        "/mcp", {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                 "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+        content_type="application/json", HTTP_ACCEPT="application/json, text/event-stream",
+        HTTP_AUTHORIZATION=f"Bearer {session.json()['token']}")
+    assert initialize.status_code == 200, initialize.content

@@ -23,7 +23,7 @@ from apps.connect.services import end_user_connection_save
 from apps.connections.models import Connection
 from apps.connections.services import connection_create
 from apps.deployments.models import App
-from apps.deployments.services import app_create, deploy
+from apps.deployments.services import app_create, app_update, deploy
 from apps.workflows.models import Requirement, Workflow
 from apps.workflows.services import requirement_create, workflow_create, workflow_version_create
 
@@ -138,8 +138,10 @@ class Command(BaseCommand):
                                               description="Demo v2: shared + end-user invoices", actor=ACTOR)
 
         app = App.objects.filter(project=project, name=APP).first() or app_create(
-            project=project, name=APP, access_type=App.AccessType.PRIVATE
+            project=project, name=APP, access_type=App.AccessType.PRIVATE, mcp_enabled=True,
         )
+        if not app.mcp_enabled:  # a database seeded before SPEC 14
+            app = app_update(app=app, mcp_enabled=True, actor=ACTOR)
         if app.current_deployment is None:
             deploy(app=app, version=first, actor=ACTOR)  # history: v1, then v2 (something to roll back to)
         if app.current_deployment.workflow_version_id != version.id:
@@ -194,6 +196,14 @@ class Command(BaseCommand):
         out(
             f'  curl -X POST "{app_base}/v1/connect/tokens" -H "Content-Type: application/json" '
             f'-H "Authorization: Bearer $DYNAMIQ_ACCESS_KEY" -d \'{{"user_id": "user-99"}}\''
+        )
+        out("")
+        out("  # The authenticated proxy (SPEC 14): the billing API as user-42, without holding user-42's key")
+        out(f'  curl "{app_base}/v1/proxy/billing/invoices?user_id=user-42" -H "Authorization: Bearer $DYNAMIQ_ACCESS_KEY"')
+        out("  # MCP (SPEC 14): a session token for user-42; an MCP client then POSTs to the url it names")
+        out(
+            f'  curl -X POST "{app_base}/v1/mcp/sessions" -H "Content-Type: application/json" '
+            f'-H "Authorization: Bearer $DYNAMIQ_ACCESS_KEY" -d \'{{"user_id": "user-42"}}\''
         )
         out("")
         # Python's resolver (unlike curl's) may not map *.localhost to loopback: give it the path form.
