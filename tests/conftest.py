@@ -106,3 +106,8 @@ def assert_no_canary(text: str | bytes) -> None:
         text = text.decode(errors="replace")
     leaked = [name for name, value in factories.CANARIES.items() if value in text]
     assert not leaked, f"secret(s) leaked: {leaked}"
+
+
+# The `browser` fixture (Debian's Chromium through Playwright) for every browser test module; imported last: the
+# module reads REQUIRE_SERVICES from here.
+from tests.support.browser import browser  # noqa: E402, F401

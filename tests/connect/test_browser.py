@@ -8,52 +8,21 @@ uses the linked credentials.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import httpx
-import pytest
-from django.db import connections
 
 from apps.connect.models import EndUserLink
 from apps.connections.models import Connection
 from tests import factories
-from tests.conftest import REQUIRE_SERVICES, assert_no_canary
+from tests.conftest import assert_no_canary
 from tests.connect.conftest import build_connect_setup
 from tests.oauth_provider.support import CLIENT_SECRET, PROVIDER_PASSWORD, PROVIDER_USER, register_platform_client
+from tests.support.browser import ARTIFACTS, BROWSER_MARKS
 from tests.support.http_stub import HttpStub, StubResponse, echo
 
-# Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 USER_KEY = factories.CANARIES["user42_api_key"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM) and not REQUIRE_SERVICES, reason="system Chromium not installed"),
-]
+pytestmark = BROWSER_MARKS
 
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            # While Playwright's loop runs in this thread, Django's connection registry (an asgiref Local)
-            # is keyed by that context: close what the test opened there, or PostgreSQL keeps the session.
-            connections.close_all()
 
 
 def _client_app_page(request) -> StubResponse:

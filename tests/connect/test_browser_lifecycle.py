@@ -10,49 +10,25 @@ new key, is verified again, and runs switch to the new key.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import httpx
-import pytest
-from django.db import connections
 
 from apps.connect.models import ConnectFlow
 from apps.connections.models import Connection
 from tests import factories
-from tests.conftest import REQUIRE_SERVICES, assert_no_canary
+from tests.conftest import assert_no_canary
 from tests.connect.lifecycle_support import one_key_app
+from tests.support.browser import ARTIFACTS, BROWSER_MARKS
 from tests.support.http_stub import HttpStub, StubResponse
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 OLD_KEY = factories.CANARIES["user42_api_key"]
 NEW_KEY = factories.CANARIES["user43_api_key"]
 USER = "user-42"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM) and not REQUIRE_SERVICES, reason="system Chromium not installed"),
-]
+pytestmark = BROWSER_MARKS
 
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            connections.close_all()
 
 
 class AppSite:

@@ -6,24 +6,15 @@ after linking. Screenshots go to test-artifacts/ (ignored by git)."""
 from __future__ import annotations
 
 import base64
-import os
-
-import pytest
 
 from apps.connect.models import EndUserLink
 from apps.connections.models import Connection
 from apps.deployments.services import app_update
-from tests.conftest import REQUIRE_SERVICES, assert_no_canary
+from tests.conftest import assert_no_canary
 from tests.connect.link_fields_support import BAD_KEY, GOOD_KEY, VERIFY, _world
-from tests.connect.test_browser import ARTIFACTS, CHROMIUM, browser  # noqa: F401  (fixture)
+from tests.support.browser import ARTIFACTS, BROWSER_MARKS
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM) and not REQUIRE_SERVICES, reason="system Chromium not installed"),
-]
+pytestmark = BROWSER_MARKS
 
 LOGO_URL = "https://logo.ledgerly.example/logo.png"
 # A 1x1 PNG, served by the browser's own route handler: the test never leaves the machine.

@@ -4,40 +4,17 @@ call succeeds, with the official SDK client against a live server."""
 
 from __future__ import annotations
 
-import os
-
-import pytest
-from django.db import connections
 from mcp_types import ElicitResult
 
 from tests import factories
-from tests.conftest import REQUIRE_SERVICES, assert_no_canary
+from tests.conftest import assert_no_canary
 from tests.mcp.conftest import mint, with_client
+from tests.support.browser import BROWSER_MARKS
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API keeps a loop in this thread
-CHROMIUM = "/usr/bin/chromium"
 USER_KEY = factories.CANARIES["header_secret"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM) and not REQUIRE_SERVICES, reason="system Chromium not installed"),
-]
+pytestmark = BROWSER_MARKS
 
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                           "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            connections.close_all()
 
 
 def test_an_unsatisfied_user_links_in_chromium_and_the_next_call_succeeds(world, upstream, browser):
