@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.connections.models import Connection
-from apps.core.rawsql import Columns, insert_instances, insert_rows, uuid4_batch
+from apps.core.rawsql import Columns, insert_instances, insert_rows, insert_together, instance_batch, uuid4_batch
 from apps.runs.models import Run, RunEvent
 from tests import factories
 
@@ -73,6 +73,22 @@ def test_thousands_of_rows_are_one_statement(app):
     assert list(RunEvent.objects.filter(run=run).order_by("sequence").values_list("data", flat=True)) == [
         {"i": i} for i in range(1000)
     ]
+
+
+def test_insert_together_stores_several_tables_rows_in_one_statement(app):
+    """Several tables, several rows, NULLs, JSON and datetimes: stored as the ORM loads them back. PostgreSQL: one
+    statement (data-modifying CTEs); SQLite: one INSERT per table in one transaction."""
+    for count in (1, 5):
+        run = _run(app, output=None, error={"code": "x", "n": [None, 1.5]}, ended_at=None)
+        events = [RunEvent(id=event_id, run_id=run.id, sequence=index + 1, type="node.completed",
+                           data=[] if index % 2 else {"i": index, "s": "é"}, timestamp=timezone.now())
+                  for index, event_id in enumerate(uuid4_batch(count))]
+        written = insert_together([instance_batch([run]), instance_batch(events)])
+        assert written == (1 if connection.vendor == "postgresql" else 2)
+        stored = Run.objects.get(pk=run.id)
+        assert (stored.output, stored.error, stored.ended_at) == (None, {"code": "x", "n": [None, 1.5]}, None)
+        assert list(RunEvent.objects.filter(run_id=run.id).order_by("sequence").values_list("data", flat=True)) == [
+            [] if index % 2 else {"i": index, "s": "é"} for index in range(count)]
 
 
 def test_columns_load_what_a_queryset_loads_including_decryption(app, project):
