@@ -176,7 +176,7 @@ def _prepare(request: ProxyRequest, connection: ResolvedConnection) -> tuple[Pre
     try:
         prepared = prepare_http_request(connection=connection, config=config)
     except NodeError as exc:
-        raise ConnectionNotProxyable(f"The connection cannot be used: {exc.message}", details={"reason": exc.code})
+        raise ConnectionNotProxyable(f"The connection cannot be used: {exc.message}", details={"reason": exc.type})
     origin, base_path, _ = base_parts(base_url)
     if not (prepared.url == f"{origin}{base_path}" or prepared.url.startswith((f"{origin}{base_path}/",
                                                                                 f"{origin}{base_path}?"))):

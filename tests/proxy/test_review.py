@@ -1,0 +1,31 @@
+"""Regression tests from the SPEC §14 review (proxy)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apps.proxy.models import ProxyCall
+from tests import factories
+from tests.support.http_stub import HttpStub
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_connection_the_http_merge_refuses_is_409_not_a_500(client, project, owner_key):
+    with HttpStub() as stub:
+        connection = factories.make_connection(project, name="templated", type="http", config={
+            "url": f"{stub.url}/accounts/{{account_id}}", "headers": {"X-Team": "team-secret-5511"},
+            "parameters": ["account_id"]})
+        workflow = factories.make_workflow(project, "wf-templated")
+        version = factories.make_version(workflow, factories.definition(
+            factories.http_node("call", ref={"id": str(connection.id)}, url=f"{stub.url}/accounts/{{account_id}}/x",
+                                parameters={"account_id": "7"})))
+        app = factories.make_app(project, name="Templated", version=version)
+        response = client.get(f"/apps/{app.id}/v1/proxy/connections/{connection.id}/things",
+                              HTTP_AUTHORIZATION=f"Bearer {owner_key}")
+    assert response.status_code == 409, response.content
+    assert json.loads(response.content)["error"]["code"] == "connection_not_proxyable"
+    assert stub.requests == []
+    assert ProxyCall.objects.get().error_code == "connection_not_proxyable"
