@@ -96,7 +96,9 @@ class CallAudit:
             created_at=timezone.now(), app=request.app, access_key_id=request.access_key_id,
             user_id=request.user_id or "", target=request.target.label[:255],
             requirement_id=request.target.requirement_id, connection_id=request.target.connection_id,
-            method=request.method, path=request.path, request_id=log_context.current().get("request_id", "")[:128],
+            # A NUL (refused as a path, but the call is still recorded) cannot be stored in PostgreSQL text.
+            method=request.method, path=request.path.replace("\x00", "\ufffd"),
+            request_id=log_context.current().get("request_id", "")[:128],
         )
         self.done = False
 

@@ -8,6 +8,7 @@ import pytest
 
 from apps.proxy.models import ProxyCall
 from tests import factories
+from tests.proxy.test_proxy import call
 from tests.support.http_stub import HttpStub
 
 pytestmark = pytest.mark.django_db
@@ -29,3 +30,25 @@ def test_a_connection_the_http_merge_refuses_is_409_not_a_500(client, project, o
     assert json.loads(response.content)["error"]["code"] == "connection_not_proxyable"
     assert stub.requests == []
     assert ProxyCall.objects.get().error_code == "connection_not_proxyable"
+
+
+@pytest.mark.parametrize(("rest", "headers", "status"), [
+    ("/v1/proxy/billing/x?user_id=a%00b", {}, 400),
+    ("/v1/proxy/billing/x", {"HTTP_CONNECT_USER_ID": "a\x00b"}, 400),
+    ("/v1/proxy/bil%00ling/x?user_id=user-42", {}, 404),
+])
+def test_a_nul_in_user_id_or_requirement_name_is_refused_not_a_500(client, world, rest, headers, status):
+    # PostgreSQL text cannot hold NUL: these reached the resolution's query and failed with a DataError (500).
+    response, content = call(client, world, "get", rest, **headers)
+
+    assert response.status_code == status, content
+    assert world.stub.requests == []
+
+
+def test_a_nul_in_the_path_is_refused_and_the_call_still_recorded(client, world):
+    response, content = call(client, world, "get", "/v1/proxy/billing/x%00y?user_id=user-42")
+
+    assert response.status_code == 400, content
+    row = ProxyCall.objects.get()  # PostgreSQL refused the row (NUL in text): the call went unrecorded
+    assert (row.outcome, row.error_code, row.path) == ("refused", "bad_request", "x\ufffdy")
+    assert world.stub.requests == []
