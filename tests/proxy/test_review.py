@@ -52,3 +52,13 @@ def test_a_nul_in_the_path_is_refused_and_the_call_still_recorded(client, world)
     row = ProxyCall.objects.get()  # PostgreSQL refused the row (NUL in text): the call went unrecorded
     assert (row.outcome, row.error_code, row.path) == ("refused", "bad_request", "x\ufffdy")
     assert world.stub.requests == []
+
+
+@pytest.mark.parametrize("trick", ["..;/..;/admin", "x/..;/..;/admin", "..;jsessionid=1/admin", ".;/x", "x/..;"])
+def test_a_dot_segment_with_path_parameters_is_refused(client, world, trick):
+    # Tomcat and Jetty drop `;params` from a segment before resolving dot segments: `/base/..;/admin` is `/admin`
+    # there, off the base path.
+    response, content = call(client, world, "get", f"/v1/proxy/billing/{trick}?user_id=user-42")
+
+    assert response.status_code == 400, content
+    assert world.stub.requests == []
