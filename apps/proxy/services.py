@@ -243,6 +243,10 @@ def proxy_open(*, request: ProxyRequest, audit: CallAudit) -> ProxyAnswer:
             # refused on one path is a permission of that path, not a dead grant).
             response = _send(prepared, raw_body)
     audit.headers_received()
+    if not 200 <= response.status_code <= 599:  # h11 takes any 3 digits; Django answers only up to 599 (a 500)
+        response.close()
+        raise UpstreamUnreachable("The upstream answered with an invalid HTTP status.",
+                                  details={"upstream_status": response.status_code})
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > settings.PROXY_MAX_RESPONSE_BYTES:
         response.close()

@@ -9,7 +9,7 @@ import pytest
 from apps.proxy.models import ProxyCall
 from tests import factories
 from tests.proxy.test_proxy import call
-from tests.support.http_stub import HttpStub
+from tests.support.http_stub import HttpStub, StubResponse
 
 pytestmark = pytest.mark.django_db
 
@@ -62,3 +62,16 @@ def test_a_dot_segment_with_path_parameters_is_refused(client, world, trick):
 
     assert response.status_code == 400, content
     assert world.stub.requests == []
+
+
+@pytest.mark.parametrize("status", [600, 999])
+def test_an_upstream_status_django_cannot_send_is_502_and_recorded(client, world, status):
+    # h11 accepts any three-digit status; Django's response refuses one over 599 (ValueError: a 500, no audit row).
+    world.upstream.routes["/base/odd"] = lambda r: StubResponse(status, {"a": 1})
+
+    response, content = call(client, world, "get", "/v1/proxy/billing/odd?user_id=user-42")
+
+    assert response.status_code == 502, content
+    assert json.loads(content)["error"]["code"] == "upstream_unreachable"
+    row = ProxyCall.objects.get()
+    assert (row.status, row.outcome, row.error_code) == (502, "upstream_error", "upstream_unreachable")
