@@ -45,6 +45,8 @@ def _user_id(request, *, required: bool) -> str | None:
         return None
     if len(user_id) > 255:
         raise BadRequest("user_id is 1-255 characters.", details={"user_id": ["at most 255 characters"]})
+    if "\x00" in user_id:  # PostgreSQL text cannot hold NUL: the resolution's query would fail (a 500)
+        raise BadRequest("user_id contains a NUL character.", details={"user_id": ["NUL characters are not allowed"]})
     return user_id
 
 

@@ -4,7 +4,8 @@ The caller's path arrives percent-decoded once (the server decodes PATH_INFO, as
 is already `..` and `%2f` already `/` here. Rather than guess what an upstream (or a proxy in front of it)
 would make of an ambiguous path, anything that could move the request off the base path is refused
 (`PathRefused`, a 400):
-- dot segments (`.`, `..`), wherever they are: nothing above the base path, and no upstream ever sees one;
+- dot segments (`.`, `..`, also with `;parameters`: `..;/` is `../` to Tomcat and Jetty), wherever they are:
+  nothing above the base path, and no upstream ever sees one;
 - empty segments except a trailing slash (`a//b`, `//evil`, and so `http://evil/x` typed as a path);
 - backslashes (WHATWG parsers read `\\` as `/`), control characters and whitespace;
 - what is still percent-encoded after the server's decoding (`%252e%252e` arrives as `%2e%2e`): a second
@@ -48,7 +49,8 @@ def safe_segments(path: str) -> list[str]:
         raise PathRefused("the path is percent-encoded twice: send each character encoded once")
     segments = path.split("/")
     for index, segment in enumerate(segments):
-        if segment in (".", ".."):
+        # `..;x`: Tomcat and Jetty drop a segment's `;parameters` before resolving dot segments.
+        if segment.split(";", 1)[0] in (".", ".."):
             raise PathRefused("dot segments (. and ..) are not allowed in the path")
         if segment == "" and index != len(segments) - 1:
             raise PathRefused("empty path segments (//) are not allowed, except a trailing slash")

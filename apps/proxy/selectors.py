@@ -34,7 +34,7 @@ def requirement_target(*, app: App, name: str) -> ProxyTarget:
     query (none when the version references no requirement)."""
     _, requirement_ids, workflow_id = _references(app)
     requirement = None
-    if requirement_ids and 0 < len(name) <= 255:
+    if requirement_ids and 0 < len(name) <= 255 and "\x00" not in name:  # PostgreSQL text cannot hold NUL
         requirement = (Requirement.objects.filter(workflow_id=workflow_id, name=name, id__in=requirement_ids)
                        .only("id").first())
     if requirement is None:

@@ -96,7 +96,9 @@ class CallAudit:
             created_at=timezone.now(), app=request.app, access_key_id=request.access_key_id,
             user_id=request.user_id or "", target=request.target.label[:255],
             requirement_id=request.target.requirement_id, connection_id=request.target.connection_id,
-            method=request.method, path=request.path, request_id=log_context.current().get("request_id", "")[:128],
+            # A NUL (refused as a path, but the call is still recorded) cannot be stored in PostgreSQL text.
+            method=request.method, path=request.path.replace("\x00", "\ufffd"),
+            request_id=log_context.current().get("request_id", "")[:128],
         )
         self.done = False
 
@@ -176,7 +178,7 @@ def _prepare(request: ProxyRequest, connection: ResolvedConnection) -> tuple[Pre
     try:
         prepared = prepare_http_request(connection=connection, config=config)
     except NodeError as exc:
-        raise ConnectionNotProxyable(f"The connection cannot be used: {exc.message}", details={"reason": exc.code})
+        raise ConnectionNotProxyable(f"The connection cannot be used: {exc.message}", details={"reason": exc.type})
     origin, base_path, _ = base_parts(base_url)
     if not (prepared.url == f"{origin}{base_path}" or prepared.url.startswith((f"{origin}{base_path}/",
                                                                                 f"{origin}{base_path}?"))):
@@ -241,6 +243,10 @@ def proxy_open(*, request: ProxyRequest, audit: CallAudit) -> ProxyAnswer:
             # refused on one path is a permission of that path, not a dead grant).
             response = _send(prepared, raw_body)
     audit.headers_received()
+    if not 200 <= response.status_code <= 599:  # h11 takes any 3 digits; Django answers only up to 599 (a 500)
+        response.close()
+        raise UpstreamUnreachable("The upstream answered with an invalid HTTP status.",
+                                  details={"upstream_status": response.status_code})
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > settings.PROXY_MAX_RESPONSE_BYTES:
         response.close()
