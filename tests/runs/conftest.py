@@ -92,9 +92,17 @@ def thread_executor(settings):
 @pytest.fixture
 def live_url(shared_db):
     """pytest-django's LiveServer helper, started on the shared database."""
+    from django.core.servers.basehttp import ThreadedWSGIServer
     from pytest_django.live_server_helper import LiveServer
 
-    server = LiveServer("127.0.0.1:0")
+    class Server(ThreadedWSGIServer):
+        # Tests send up to 32 requests at once; Django's listen backlog of 10 overflows, and the kernel then
+        # resets some of those connections before the server accepts them.
+        request_queue_size = 128
+
+    server = LiveServer("127.0.0.1:0", start=False)
+    server.thread.server_class = Server
+    server.start()
     yield server.url
     server.stop()
 
