@@ -203,7 +203,8 @@ def _credentials_replace(*, app: App, link: EndUserLink, config: dict, actor: st
             connection_write_config(connection=connection, config=config, actor=actor,
                                     status=Connection.Status.PENDING_VERIFICATION, changes=also)
         return verification.flow_start(app=app, user_id=link.user_id, requirement=link.requirement,
-                                       connection=connection, kind=kind, pending_config=config if announced else None)
+                                       connection=connection, kind=kind, pending_config=config if announced else None,
+                                       pending_also=also)
     if announced:
         reconnect.swap_in(connection=connection, config=config, actor=actor, also=also)
     else:  # the App stopped verifying while this link waited: it goes live now, as a first link
@@ -338,7 +339,7 @@ def _end_user_tokens_arrive(*, record: OAuthState, token: dict,
         if verification.required(app):  # the current grant keeps serving until the App confirms
             return locked, verification.flow_start(
                 app=app, user_id=record.user_id, requirement=record.requirement, connection=locked,
-                kind=ConnectFlow.Kind.RECONNECT, pending_config=tokens,
+                kind=ConnectFlow.Kind.RECONNECT, pending_config=tokens, pending_also={"account": account},
             )
         reconnect.swap_in(connection=locked, config=tokens, actor=actor, also={"account": account})
         return locked, None

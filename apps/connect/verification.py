@@ -59,13 +59,22 @@ def verifier_redirect_url(*, app: App, flow: ConnectFlow) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+# Inside a reconnect's pending_config: the non-secret columns the new credentials bring (their `account`, when
+# they were verified), written with them at the swap. Not a field name of any connection type.
+PENDING_ALSO_KEY = "__also__"
+
+
 def flow_start(*, app: App, user_id: str, requirement: Requirement, connection: Connection, kind: str,
-               pending_config: dict | None = None) -> ConnectFlow:
+               pending_config: dict | None = None, pending_also: dict | None = None) -> ConnectFlow:
     """Inside the caller's transaction (the connection locked): open a flow waiting for the App's confirmation.
 
     An earlier pending flow of the same connection is superseded (the user started again): discarded, and a
-    pending reconnect grant it held is revoked upstream after the commit.
+    pending reconnect grant it held is revoked upstream after the commit. `pending_also` (reconnect): the
+    account and verification time of the new credentials, swapped in with them.
     """
+    if kind == ConnectFlow.Kind.RECONNECT and pending_config is not None and pending_also:
+        also = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in pending_also.items()}
+        pending_config = {**pending_config, PENDING_ALSO_KEY: also}
     for earlier in ConnectFlow.objects.select_for_update().filter(connection=connection, status=ConnectFlow.Status.PENDING):
         _finish(earlier, status=ConnectFlow.Status.DISCARDED, outcome="superseded")
         if earlier.kind == ConnectFlow.Kind.RECONNECT:
@@ -121,7 +130,11 @@ def _confirm_locked(flow: ConnectFlow) -> None:
         raise Conflict("The connection of this flow was removed; the user must connect again.")
     actor = f"end_user:{flow.user_id}"[:200]
     if flow.kind == ConnectFlow.Kind.RECONNECT:
-        reconnect.swap_in(connection=connection, config=flow.pending_config or {}, actor=actor)
+        config = dict(flow.pending_config or {})
+        also = config.pop(PENDING_ALSO_KEY, None) or {}
+        if isinstance(also.get("last_verified_at"), str):
+            also["last_verified_at"] = datetime.fromisoformat(also["last_verified_at"])
+        reconnect.swap_in(connection=connection, config=config, actor=actor, also=also)
     else:
         if connection.status != Connection.Status.PENDING_VERIFICATION:
             raise Conflict("The connection of this flow is no longer waiting for verification.")

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from apps.accounts.models import Project
 from apps.connections.models import Connection
+from apps.connections.signals import LINK_DELETED, emit
 from apps.core.actors import actor_label
 from apps.core.errors import BadRequest, Conflict, NotFound
 from apps.engine.origins import browser_origin, normalize_origin
@@ -326,4 +327,9 @@ def connection_delete(*, connection: Connection) -> None:
     referrers = connection_referrers(connection=connection)
     if referrers["versions"]:
         raise Conflict("The connection is referenced by workflow versions and cannot be deleted.", details=referrers)
-    connection.delete()
+    # An end user's connection takes its link with it (cascade): announced as any unlink is (SPEC 13), once, under
+    # the row lock, before the rows go (the receiver reads them).
+    if Connection.objects.select_for_update().filter(pk=connection.pk).values_list("pk", flat=True):
+        if Connection.objects.filter(pk=connection.pk, link__isnull=False).exists():
+            emit(LINK_DELETED, connection_id=connection.pk)
+        Connection.objects.filter(pk=connection.pk).delete()

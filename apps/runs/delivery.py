@@ -101,9 +101,9 @@ def post_signed(
     error = ""
     retryable = False
     try:
-        response = delivery_client().post(url, content=body, headers=sent_headers)
-        status_code = response.status_code
-        response.close()
+        # Streamed, and closed unread: only the status matters, and a receiver's body (any size) is never loaded.
+        with delivery_client().stream("POST", url, content=body, headers=sent_headers) as response:
+            status_code = response.status_code
         if not response.is_success:
             error = f"HTTP {status_code}"
             retryable = status_code == 429 or status_code >= 500

@@ -271,3 +271,30 @@ def test_http_verifier_urls_are_allowed_with_private_targets(api_client, world, 
     answer = api_client.patch(f"/v1/apps/{world.app.id}", {"connect_verifier_url": "http://localhost:3000/v"},
                               format="json", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
     assert answer.status_code == 200
+
+
+def test_a_confirmed_reconnect_records_the_new_credentials_account(api_client, project, billing, owner_key):
+    # SPEC 13 account identity: the link shows whose credentials serve it. A reconnect waiting for the App's
+    # confirmation must carry the new credentials' account (and verification time) into the swap, or the link
+    # keeps naming the old account while the new one serves runs.
+    from tests.connect.link_fields_support import GOOD_KEY, VERIFY, _world
+
+    app, requirement = _world(project, billing.url, verify=VERIFY)
+    app.connect_verifier_url = VERIFIER_URL
+    app.save(update_fields=["connect_verifier_url"])
+    link = factories.link_end_user(app, requirement, ALICE, {"url": billing.url, "header": "X-Api-Key", "prefix": "",
+                                                             "api_key": OLD_KEY})
+    Connection.objects.filter(pk=link.connection_id).update(account={"id": "acct_old", "label": "old@example.com"})
+    world = type("World", (), {"app": app})
+
+    answer = api_client.post(f"/v1/connect/requirements/{requirement.id}/credentials",
+                             {"type": "http_api_key", "config": {"api_key": GOOD_KEY}}, format="json",
+                             **bearer(connect_token(app, ALICE)))
+    assert answer.status_code == 202, answer.content
+    assert Connection.objects.get(pk=link.connection_id).account["id"] == "acct_old"  # unchanged until confirmed
+    assert _confirm(api_client, world, answer.json()["flow_id"], key=owner_key).status_code == 200
+
+    connection = Connection.objects.get(pk=link.connection_id)
+    assert connection.config["api_key"] == GOOD_KEY
+    assert connection.account == {"id": "acct_1042", "label": "ada@example.com"}
+    assert connection.last_verified_at is not None

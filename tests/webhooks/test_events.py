@@ -200,3 +200,19 @@ def test_payloads_never_carry_a_secret(api_client, setup, project):
 
     for body in WebhookDelivery.objects.values_list("body", flat=True):
         assert_no_canary(body)
+
+
+def test_deleting_an_end_user_connection_through_the_management_api_sends_link_deleted(api_client, setup, project,
+                                                                                         owner_key):
+    # DELETE /v1/connections/{id} also removes an end user's link (the link cascades with its connection): the
+    # App must hear of it as of any other unlink, with the requirement it no longer satisfies.
+    hook = make_webhook(project)
+    link = factories.link_end_user(setup.app, setup.billing, ALICE, {"url": "https://billing.example.com",
+                                                                     "api_key": ALICE_KEY})
+
+    response = api_client.delete(f"/v1/connections/{link.connection_id}", HTTP_AUTHORIZATION=f"Bearer {owner_key}")
+
+    assert response.status_code == 204, response.content
+    assert not EndUserLink.objects.filter(pk=link.pk).exists()
+    assert types(hook) == ["link.deleted", "requirement.unsatisfied"]
+    assert payloads(hook)[0]["data"]["connection_id"] == str(link.connection_id)
