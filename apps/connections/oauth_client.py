@@ -63,12 +63,27 @@ def client(provider: OAuthProvider) -> httpx.Client:
     )
 
 
+MAX_ANSWER_BYTES = 256 * 1024  # a token set is a few KB; the endpoint is a URL a project's admin typed
+
+
+class AnswerTooLarge(ValueError):
+    """The token endpoint answered more than MAX_ANSWER_BYTES (never read whole into a worker's memory)."""
+
+
 def _post_form(provider: OAuthProvider, url: str, form: dict[str, str]) -> httpx.Response:
     """One token-endpoint POST, the client authenticated with client_secret_post (accepted by the common
-    providers; RFC 6749 2.3.1 allows it)."""
+    providers; RFC 6749 2.3.1 allows it). The answer is read up to MAX_ANSWER_BYTES, then hung up on."""
     body = {**form, "client_id": provider.client_id, "client_secret": provider.client_secret or ""}
-    with client(provider) as http:
-        return http.post(url, data=body, headers={"Accept": "application/json"})
+    with client(provider) as http, http.stream("POST", url, data=body, headers={"Accept": "application/json"}) as answer:
+        content, size = [], 0
+        for chunk in answer.iter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise AnswerTooLarge(f"token endpoint answer over {MAX_ANSWER_BYTES} bytes")
+            content.append(chunk)
+    # The decoded body, without the headers that described the encoded one.
+    headers = [(k, v) for k, v in answer.headers.items() if k.lower() not in ("content-encoding", "content-length")]
+    return httpx.Response(answer.status_code, headers=headers, content=b"".join(content), request=answer.request)
 
 
 def _token_answer(response: httpx.Response) -> dict[str, Any]:
