@@ -56,7 +56,29 @@ def loads_bounded(raw: bytes) -> Any:
     # Cheap bound first (bytes.count runs in C): fewer brackets than the limit cannot nest past it.
     if raw.count(b"[") + raw.count(b"{") > limit and json_depth_exceeds(data, limit):
         raise BadRequest(f"The JSON body is nested too deep (at most {limit} levels).")
+    # Text a database cannot store comes only from \u escapes (JSON refuses raw control characters and the
+    # bytes were valid UTF-8): a NUL (PostgreSQL text and jsonb refuse it) or a lone surrogate (not UTF-8).
+    # Refused here, as a 400, rather than failing the INSERT with a 500; only bodies with an escape are walked.
+    if b"\\u" in raw and _has_unstorable_text(data):
+        raise BadRequest("The JSON body contains text that cannot be stored: a \\u0000 character or a lone "
+                         "UTF-16 surrogate.")
     return data
+
+
+def _has_unstorable_text(value: Any) -> bool:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_unstorable_text(item) for item in value)
+    return False
 
 
 def _refuse_constant(name: str):

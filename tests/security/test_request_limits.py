@@ -107,3 +107,21 @@ def test_django_refusals_map_to_the_envelope_on_plain_views(rf):
 def test_a_body_within_the_limits_still_runs(app, owner_key):
     response = _post(f"/apps/{app.id}/v1/runs", b'{"input": {"question": "hi"}}', {"HTTP_AUTHORIZATION": f"Bearer {owner_key}"})
     assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize("text", [rb"a\u0000b", rb"\ud800 alone", rb"x\udc00"])
+def test_text_no_database_can_store_is_a_400_everywhere_not_a_500(targets, settings, text):
+    """A NUL (PostgreSQL text and jsonb refuse it) or a lone surrogate (not UTF-8) only comes from a JSON escape;
+    the INSERT failed with a 500 on PostgreSQL (found by the SPEC 14 review)."""
+    settings.CREDENTIALS_API_TOKEN = "system-token"
+    for path, headers in targets:
+        _assert_envelope(_post(path, b'{"input": {"question": "' + text + b'"}}', headers), 400, "bad_request")
+        _assert_envelope(_post(path, b'{"input": {"' + text + b'": 1}}', headers), 400, "bad_request")
+
+
+def test_escaped_text_that_can_be_stored_still_runs(app, owner_key):
+    """An escaped surrogate pair (an emoji), an escaped backslash before u0000, other escapes: all fine."""
+    body = rb'{"input": {"question": "\ud83d\ude00 \\u0000 \u00e9 \n"}}'
+    response = _post(f"/apps/{app.id}/v1/runs", body, {"HTTP_AUTHORIZATION": f"Bearer {owner_key}"})
+    assert response.status_code == 200, response.content
+    assert response.json()["output"] == {"q": "\U0001f600 \\u0000 \u00e9 \n"}
