@@ -22,6 +22,7 @@ from apps.scheduler.services import job_run_if_due
 from tests import factories
 from tests.connect.conftest import build_connect_setup
 from tests.connect.test_refresh import OLD_ACCESS, OLD_REFRESH, TokenEndpoint
+from tests.support.endless import TOTAL, endless_answer
 from tests.support.http_stub import HttpStub, StubResponse
 
 
@@ -287,46 +288,14 @@ def test_an_unreachable_token_endpoint_is_transient(project, events):
 def test_a_token_endpoint_answering_an_endless_body_is_not_read_whole(project, events):
     """The token URL is whatever a project's admin typed: an answer of gigabytes must not fill a worker's memory.
     The refresh reads at most oauth_client.MAX_ANSWER_BYTES, hangs up, and counts a transient failure."""
-    import http.server
-    import socketserver
-
-    total = 256 * 1024 * 1024
-    written = {"bytes": 0, "done": threading.Event()}
-
-    class Endless(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(total))
-            self.end_headers()
-            chunk = b" " * (1024 * 1024)
-            try:
-                while written["bytes"] < total:
-                    self.wfile.write(chunk)
-                    written["bytes"] += len(chunk)
-            except OSError:
-                pass  # the platform hung up
-            finally:
-                written["done"].set()
-
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Endless)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        [connection] = _links(project, f"http://127.0.0.1:{server.server_address[1]}")
+    with endless_answer(content_type="application/json", fill=b" ") as (url, written):
+        [connection] = _links(project, url)
         _due_now(connection)
         assert _run_job()["failed"] == 1
         assert written["done"].wait(30)
-    finally:
-        server.shutdown()
-        server.server_close()
     connection.refresh_from_db()
     assert connection.health == Connection.Health.DEGRADED and "(AnswerTooLarge)" in connection.status_reason
-    assert written["bytes"] < total
+    assert written["bytes"] < TOTAL
 
 
 def test_runs_do_not_ask_the_provider_again_during_the_backoff(project):

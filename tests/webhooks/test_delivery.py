@@ -17,6 +17,7 @@ from apps.webhooks.models import WebhookDelivery
 from tests import factories
 from tests.runs.conftest import wait_for
 from tests.runs.test_callbacks import FlakyReceiver
+from tests.support.endless import TOTAL, endless_answer
 from tests.support.http_stub import HttpStub, StubResponse
 from tests.support.webhooks import VerifyingReceiver, verify
 from tests.webhooks.conftest import ALICE, ALICE_KEY, build_connect_setup, link_via_api, make_webhook, unlink_via_api
@@ -174,46 +175,12 @@ def test_a_receiver_answering_an_endless_body_is_not_read(settings):
     # The receiver's answer body means nothing to a delivery (the status decides), and a receiver is any public
     # URL a tenant names: reading its body whole let one answering gigabytes fill a worker's memory. The attempt
     # reads the status line and headers and hangs up; the receiver's writes fail long before the end.
-    import http.server
-    import socketserver
-
     from apps.runs import delivery as signed
     from apps.webhooks.services import new_secret
 
-    total = 256 * 1024 * 1024
-    written = {"bytes": 0, "done": threading.Event()}
-
-    class Endless(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(total))
-            self.end_headers()
-            chunk = b"x" * (1024 * 1024)
-            try:
-                while written["bytes"] < total:
-                    self.wfile.write(chunk)
-                    written["bytes"] += len(chunk)
-            except OSError:
-                pass  # the platform hung up
-            finally:
-                written["done"].set()
-
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Endless)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        outcome = signed.post_signed(
-            url=f"http://127.0.0.1:{server.server_address[1]}/in", secret=new_secret(), message_id="evt_1",
-            body=b"{}", attempt=1, user_agent="test",
-        )
+    with endless_answer() as (url, written):
+        outcome = signed.post_signed(url=f"{url}/in", secret=new_secret(), message_id="evt_1", body=b"{}", attempt=1,
+                                     user_agent="test")
         assert written["done"].wait(30)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (outcome.status, outcome.status_code) == ("delivered", 200)
-    assert written["bytes"] < total
+    assert written["bytes"] < TOTAL
