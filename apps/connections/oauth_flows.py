@@ -176,9 +176,12 @@ def _set_status(connection: Connection, *, status: str, reason: str, event: str)
         status=status, status_reason=reason, health=Connection.Health.OK, refresh_failures=0, next_refresh_at=None,
         updated_at=timezone.now(),
     )
+    previous = connection.status
     connection.status, connection.status_reason = status, reason
     if changed:
-        signals.emit(event, connection_id=connection.pk)
+        # `previous_status`: a link that had already stopped counting (unauthorized → expired) is not
+        # announced unsatisfied a second time (apps.webhooks.events).
+        signals.emit(event, connection_id=connection.pk, data={"previous_status": previous})
     return bool(changed)
 
 

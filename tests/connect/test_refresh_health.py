@@ -163,7 +163,7 @@ def test_the_job_marks_a_lapsed_token_without_refresh_token_expired(project, eve
         _run_job()
     connection.refresh_from_db()
     assert connection.status == Connection.Status.EXPIRED
-    assert events == [("connection.expired", str(connection.pk), {})]
+    assert events == [("connection.expired", str(connection.pk), {"previous_status": "active"})]
 
 
 def test_a_job_refresh_answer_without_refresh_token_keeps_the_stored_one(project):
@@ -214,7 +214,7 @@ def test_invalid_grant_expires_the_link_and_sends_connection_expired_once_under_
     assert "invalid_grant" in connection.status_reason and OLD_REFRESH not in connection.status_reason
     assert connection.next_refresh_at is None
     assert endpoint.calls == 1
-    assert events == [("connection.expired", str(connection.pk), {})]
+    assert events == [("connection.expired", str(connection.pk), {"previous_status": "active"})]
 
 
 def test_a_refused_client_marks_the_connection_unauthorized(project, events):
@@ -228,7 +228,7 @@ def test_a_refused_client_marks_the_connection_unauthorized(project, events):
     assert result["unauthorized"] == 1
     assert connection.status == Connection.Status.UNAUTHORIZED
     assert "invalid_client" in connection.status_reason and "wrong" not in connection.status_reason
-    assert events == [("connection.unauthorized", str(connection.pk), {})]
+    assert events == [("connection.unauthorized", str(connection.pk), {"previous_status": "active"})]
 
 
 def test_a_503_degrades_health_with_backoff_then_recovers(project, settings, events, caplog):
@@ -325,7 +325,7 @@ def test_invalid_grant_after_a_401_on_use_leaves_the_link_expired(project, event
         assert handle_unauthorized(connection_id=str(connection.id), run_id=None) is None
     connection.refresh_from_db()
     assert connection.status == Connection.Status.EXPIRED
-    assert events == [("connection.expired", str(connection.pk), {})]
+    assert events == [("connection.expired", str(connection.pk), {"previous_status": "active"})]
 
 
 def test_a_401_on_use_without_refresh_marks_the_link_unauthorized_once(project, events):

@@ -154,6 +154,25 @@ def test_an_expired_end_user_connection_sends_the_event_and_requirement_unsatisf
     assert expired["data"]["connect_url"] != unsatisfied["data"]["connect_url"]  # a fresh link each
 
 
+def test_a_refusal_then_an_expiry_announces_the_unsatisfied_requirement_once(setup, project):
+    """unauthorized (a refused client) and then expired (invalid_grant, e.g. a racing run's refresh): the link
+    stopped counting at the first change only (found in review: the second sent requirement.unsatisfied again)."""
+    from apps.connections.oauth_flows import _set_status
+
+    hook = make_webhook(project)
+    link = factories.link_end_user(setup.app, setup.billing, ALICE, {"url": "https://billing.example.com",
+                                                                     "api_key": ALICE_KEY})
+    connection = Connection.objects.get(pk=link.connection_id)
+    with transaction.atomic():
+        assert _set_status(connection, status=Connection.Status.UNAUTHORIZED, reason="invalid_client",
+                           event=signals.CONNECTION_UNAUTHORIZED)
+    with transaction.atomic():
+        assert _set_status(connection, status=Connection.Status.EXPIRED, reason="invalid_grant",
+                           event=signals.CONNECTION_EXPIRED)
+
+    assert types(hook) == ["connection.unauthorized", "requirement.unsatisfied", "connection.expired"]
+
+
 def test_emitter_data_is_merged_but_cannot_overwrite_the_payload(setup, project):
     hook = make_webhook(project)
     link = factories.link_end_user(setup.app, setup.billing, ALICE, {"url": "https://billing.example.com",
